@@ -1,0 +1,141 @@
+"""The one small multi-agent environment interface the RL layer talks to.
+
+Every environment is *vectorised*: it holds ``num_envs`` independent copies and steps them all
+at once, so the trainer does ONE batched policy forward per agent per step. One-step games use
+``num_envs`` = the batch size and a single step per iteration; MuJoCo adapters use a handful of
+copies stepped for a few hundred steps.
+
+Conventions (all arrays are numpy, leading axis = env copy):
+
+- ``obs[i]``: float32 array ``(num_envs, obs_sizes[i])`` for agent i (sizes may differ).
+  ``obs_sizes[i] == 0`` means the agent sees nothing (stateless game): its policy is a free
+  parameter vector.
+- ``state``: float32 ``(num_envs, state_size)``, the global state for the centralised critic;
+  ``state_size == 0`` means a stateless game (the critic is a learned constant).
+- ``actions[i]``: int64 ``(num_envs,)`` for a discrete agent, float32 ``(num_envs, dim)`` for a
+  continuous one. Wrong shape, wrong dtype kind or non-finite values raise ``ValueError``.
+- reward is shared by all agents: float64 ``(num_envs,)``.
+- ``terminated``: the episode ended for real (no bootstrap). ``truncated``: cut by a time limit
+  (bootstrap from the value of ``final_state``). A copy that ended is reset automatically within
+  the same ``step``; the returned ``obs``/``state`` are then the first ones of the new episode and
+  ``final_obs``/``final_state`` hold the last ones of the old episode (rows of copies that did not
+  end are copies of ``obs``/``state``).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class ActionSpec:
+    """An agent's action space: ``Discrete(n)`` or a continuous box of ``dim`` dimensions."""
+
+    kind: str  # "discrete" | "continuous"
+    n: int = 0  # number of actions (discrete)
+    dim: int = 0  # action dimension (continuous)
+    low: float | np.ndarray = -np.inf  # bounds (continuous); informative, the env clips
+    high: float | np.ndarray = np.inf
+
+    @staticmethod
+    def discrete(n: int) -> ActionSpec:
+        if int(n) < 1:
+            raise ValueError(f"discrete action count must be >= 1, got {n}")
+        return ActionSpec("discrete", n=int(n))
+
+    @staticmethod
+    def continuous(dim: int, low: Any = -np.inf, high: Any = np.inf) -> ActionSpec:
+        if int(dim) < 1:
+            raise ValueError(f"continuous action dim must be >= 1, got {dim}")
+        return ActionSpec("continuous", dim=int(dim), low=low, high=high)
+
+    @property
+    def is_discrete(self) -> bool:
+        return self.kind == "discrete"
+
+
+@dataclass
+class StepResult:
+    obs: list[np.ndarray]
+    state: np.ndarray
+    reward: np.ndarray
+    terminated: np.ndarray
+    truncated: np.ndarray
+    final_obs: list[np.ndarray]
+    final_state: np.ndarray
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+class MultiAgentEnv(ABC):
+    """Vectorised cooperative multi-agent environment with a shared reward."""
+
+    n_agents: int
+    num_envs: int
+    obs_sizes: list[int]
+    state_size: int
+    action_specs: list[ActionSpec]
+    #: one-step games (every step terminates) let the trainer skip bootstrapping entirely
+    one_step: bool = False
+
+    @abstractmethod
+    def reset(self, seed: int | None = None) -> tuple[list[np.ndarray], np.ndarray]:
+        """Reset every copy; returns ``(obs, state)``. A seed makes everything after it
+        deterministic (copies get independent streams derived from it)."""
+
+    @abstractmethod
+    def step(self, actions: list[np.ndarray]) -> StepResult:
+        """Step every copy with the agents' actions (see module docstring)."""
+
+    def expected_reward(self, policy_probs: Any) -> float | None:
+        """Exact expected reward of a joint policy, where the env can compute it (games);
+        ``None`` otherwise."""
+        return None
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue bit-for-bit after a restart (RNG and physics state)."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Inverse of :meth:`state_dict`."""
+
+    def close(self) -> None:
+        """Release resources."""
+
+
+def check_actions(env: MultiAgentEnv, actions: list[np.ndarray]) -> list[np.ndarray]:
+    """Validate and normalise a list of per-agent actions; raise ``ValueError`` naming the agent."""
+    if len(actions) != env.n_agents:
+        raise ValueError(f"actions: expected {env.n_agents} agents' actions, got {len(actions)}")
+    out = []
+    for i, (a, spec) in enumerate(zip(actions, env.action_specs, strict=True)):
+        a = np.asarray(a)
+        if spec.is_discrete:
+            if a.shape != (env.num_envs,):
+                raise ValueError(
+                    f"actions[{i}]: expected shape ({env.num_envs},) of action indices, "
+                    f"got {a.shape}"
+                )
+            if a.dtype.kind == "f":
+                if not np.all(np.isfinite(a)) or np.any(a != np.round(a)):
+                    raise ValueError(f"actions[{i}]: discrete actions must be integers")
+            elif a.dtype.kind not in "iu":
+                raise ValueError(f"actions[{i}]: discrete actions must be integers, got {a.dtype}")
+            a = a.astype(np.int64)
+            if a.size and (a.min() < 0 or a.max() >= spec.n):
+                raise ValueError(f"actions[{i}]: action index out of range [0, {spec.n})")
+        else:
+            if a.shape != (env.num_envs, spec.dim):
+                raise ValueError(
+                    f"actions[{i}]: expected shape ({env.num_envs}, {spec.dim}), got {a.shape}"
+                )
+            if a.dtype.kind not in "fiu":
+                raise ValueError(f"actions[{i}]: continuous actions must be numeric, got {a.dtype}")
+            if not np.all(np.isfinite(a)):
+                raise ValueError(f"actions[{i}]: contains NaN or inf")
+            a = a.astype(np.float64, copy=False)
+        out.append(a)
+    return out
