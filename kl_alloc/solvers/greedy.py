@@ -1,0 +1,141 @@
+"""Greedy ratio allocation (HATRPO-G): serve agents by improvement per unit of KL.
+
+    score_i = L_i / (D_i + eps);  agents with L_i > 0 are served in descending score order,
+    each receiving min(request_i, budget left); tied scores share in proportion to request_i.
+
+For the linear model "improvement L_i/(D_i+eps) per unit of KL, at most request_i KL" this is the
+optimum of the fractional knapsack LP (Dantzig). The kernel finds the critical score by
+quickselect (expected O(n)), never sorting; ``order`` is sorted on first access.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+from kl_alloc.solvers import _greedy_kernels as K
+from kl_alloc.solvers._validate import F8, as_float, as_float_array, param_nd, total_nd
+from kl_alloc.solvers.results import make_greedy_result
+
+__all__ = ["greedy_allocate"]
+
+_ND = np.ndarray
+
+_ERRORS = {
+    K.E_IMPROVEMENTS: ("improvements", "must be finite"),
+    K.E_DIVERGENCES: ("divergences", "must be finite and >= 0"),
+    K.E_REQUESTS: ("requests", "must be finite and >= 0"),
+    K.E_TOTAL: ("total", "must be finite and >= 0"),
+    K.E_EPS: ("eps", "must be finite and > 0"),
+}
+
+
+def _raise(code, bad, row, args):
+    name, what = _ERRORS[code]
+    where = "" if row is None else f" (row {row})"
+    v = args[name]
+    if bad >= 0:
+        val = v if np.ndim(v) == 0 else np.asarray(v)[row or ()].reshape(-1)[bad]
+        raise ValueError(f"{name} {what}; {name}[{bad}] = {val!r}{where}")
+    raise ValueError(f"{name} {what}; got {v!r}{where}")
+
+
+def greedy_allocate(improvements, divergences, total, *, eps=1e-4, requests=None):
+    """Fractional-knapsack allocation of the KL budget ``total`` by ``L_i / (D_i + eps)``.
+
+    Parameters
+    ----------
+    improvements : array_like, shape (..., n)
+        Predicted improvements ``L_i`` (finite, any sign; ``L_i <= 0`` gets nothing). Each row of
+        a (..., n) array is an independent problem.
+    divergences : array_like broadcastable to improvements
+        The KL ``D_i >= 0`` each agent would use; the default request.
+    total : float or array_like of shape (...,)
+        The budget ``T >= 0``.
+    eps : float
+        ``> 0``, keeps the score finite when ``D_i = 0``. An agent with ``D_i = 0`` and no explicit
+        request asks for nothing, so it gets 0 however high its score.
+    requests : None, float or array_like broadcastable to improvements
+        Per-agent caps ``r_i >= 0`` (finite) replacing ``D_i`` as the amount an agent can take.
+
+    Returns
+    -------
+    GreedyResult
+        ``delta``, ``scores``, ``order`` (stable descending-score order, sorted on first access),
+        ``critical`` (score of the marginal tie block, 0 if the budget is not exhausted) and
+        ``residual`` (``sum(delta) - total``, negative when the requests do not use the budget).
+
+    Raises ``ValueError`` naming the argument for NaN/inf, negative divergences/requests/total,
+    non-positive eps, non-numeric dtypes or shapes that do not broadcast. Inputs are never modified.
+    """
+    L = improvements
+    if not (type(L) is _ND and L.dtype is F8 and L.flags.c_contiguous):
+        L = as_float_array(L, "improvements")
+    D = divergences
+    if not (type(D) is _ND and D.dtype is F8 and D.flags.c_contiguous and D.shape == L.shape):
+        if L.ndim == 0:
+            raise ValueError("improvements must have at least one dimension (shape (..., n))")
+        D = param_nd(divergences, "divergences", L.shape, "improvements")
+        if type(D) is float:
+            D = np.full(L.shape, D)
+    if type(eps) is not float:
+        eps = as_float(eps, "eps")
+    if requests is None:
+        req = D
+    else:
+        req = param_nd(requests, "requests", L.shape, "improvements")
+        if type(req) is float:
+            req = np.full(L.shape, req)
+    if L.ndim == 1:
+        T = total if type(total) is float else as_float(total, "total")
+        n = L.shape[0]
+        delta = np.empty(n)
+        scores = np.empty(n)
+        st, th, r, bad = K.greedy_1d(L, D, T, eps, req, delta, scores)
+        if st < 0:
+            args = {"improvements": L, "divergences": D, "requests": req, "total": T, "eps": eps}
+            _raise(st, bad, None, args)
+        return make_greedy_result(delta, scores, th, r)
+    return _greedy_batched(L, D, total, eps, req)
+
+
+def _greedy_batched(L, D, total, eps, req):
+    shape = L.shape
+    bshape = shape[:-1]
+    n = shape[-1]
+    B = int(np.prod(bshape))
+    T = total_nd(total, "total", bshape).reshape(B)
+    delta = np.empty((B, n))
+    scores = np.empty((B, n))
+    crit = np.empty(B)
+    resid = np.empty(B)
+    status = np.empty(B, dtype=np.int64)
+    bad = np.empty(B, dtype=np.int64)
+    K.greedy_2d(
+        L.reshape(B, n),
+        D.reshape(B, n),
+        T,
+        eps,
+        req.reshape(B, n),
+        delta,
+        scores,
+        crit,
+        resid,
+        status,
+        bad,
+        numba.get_num_threads(),
+    )
+    if B and status.min() < 0:
+        b = int(np.argmax(status < 0))
+        row = tuple(int(i) for i in np.unravel_index(b, bshape))
+        args = {
+            "improvements": L,
+            "divergences": D,
+            "requests": req,
+            "total": T.reshape(bshape)[row],
+            "eps": eps,
+        }
+        _raise(int(status[b]), int(bad[b]), row, args)
+    return make_greedy_result(
+        delta.reshape(shape), scores.reshape(shape), crit.reshape(bshape), resid.reshape(bshape)
+    )
