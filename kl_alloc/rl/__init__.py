@@ -1,0 +1,38 @@
+"""The thin torch layer: TRPO maths, per-agent policies, a centralised critic, GAE, the
+allocators, the sequential HATRPO update and the training loop.
+
+    from kl_alloc.envs import make_env
+    from kl_alloc.rl import Trainer
+
+    Trainer(make_env("matrix", num_envs=4000), algo="hatrpo-w").learn(200_000)
+"""
+
+from kl_alloc.rl.allocators import (
+    AllocationSignals,
+    Allocator,
+    BudgetTracker,
+    GreedyAllocator,
+    UniformAllocator,
+    WaterFillAllocator,
+    make_allocator,
+)
+from kl_alloc.rl.config import TrainerConfig
+from kl_alloc.rl.telemetry import RunData, load_run, read_config, read_eval, read_progress
+from kl_alloc.rl.trainer import Trainer
+
+__all__ = [
+    "AllocationSignals",
+    "Allocator",
+    "BudgetTracker",
+    "GreedyAllocator",
+    "RunData",
+    "Trainer",
+    "TrainerConfig",
+    "UniformAllocator",
+    "WaterFillAllocator",
+    "load_run",
+    "make_allocator",
+    "read_config",
+    "read_eval",
+    "read_progress",
+]

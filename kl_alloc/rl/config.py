@@ -1,0 +1,181 @@
+"""Every trainer default, documented in one place.
+
+    cfg = TrainerConfig()                         # HATRPO reference defaults (algorithm.md s.1)
+    cfg = TrainerConfig.for_env("matrix")         # a per-env preset
+    cfg = TrainerConfig.for_env("differential", delta=0.02)   # preset + overrides
+
+The allocation defaults (``delta_total``, ``wf_floor``, ``delta_min``/``delta_max``,
+``greedy_eps``, ``rescore``, ``carry_leftover``) are the plain ones of algorithm.md; the ablation
+on the games (README) is what should confirm or replace them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class TrainerConfig:
+    # -- trust region and budget ------------------------------------------------------------------
+    delta: float = 0.01
+    """Per-agent KL threshold of HATRPO (0.01 on MaMuJoCo; 0.005 Ant 4x2, 0.001 Hopper 3x1)."""
+    delta_total: float | None = None
+    """Joint KL budget per iteration; None = n_agents * delta (HATRPO's split is then feasible)."""
+
+    # -- the TRPO step (algorithm.md s.1) ---------------------------------------------------------
+    cg_iters: int = 10
+    """Conjugate-gradient iterations for s = F^-1 g."""
+    cg_damping: float = 0.1
+    """Added to the Fisher-vector product: (F + damping I) v."""
+    ls_steps: int = 10
+    """Backtracking line-search tries."""
+    ls_backtrack: float = 0.8
+    """Step shrink factor per try."""
+    accept_ratio: float = 0.5
+    """Accept only if actual / expected (first-order) improvement exceeds this."""
+
+    # -- allocation (HATRPO-W / HATRPO-G, algorithm.md s.4) ---------------------------------------
+    wf_floor: float = 0.0
+    """Water-filling floor c_i: delta_i = clip(w_i * mu - c_i, delta_min, delta_max)."""
+    delta_min: float = 0.0
+    """Lower bound on an agent's allocation (W). n_agents * delta_min must be <= delta_total."""
+    delta_max: float | None = None
+    """Upper bound on an agent's allocation (W) and on the probe radius (G); None = no cap."""
+    greedy_eps: float = 1e-4
+    """eps in the greedy score L_j / (D_j + eps)."""
+    rescore: bool = True
+    """HATRPO-G re-probes the remaining agents after every commit (as published); False = score
+    once at M = 1 and update in score order (n probes instead of n(n+1)/2)."""
+    carry_leftover: bool = True
+    """W and G: budget an agent leaves unused flows to the next agent. HATRPO never carries."""
+    utility: str = "natural_gradient"
+    """W's per-agent signal: "natural_gradient" (q_i = g^T F^-1 g) or "grad_norm" (||g||^2)."""
+
+    # -- returns and advantages -------------------------------------------------------------------
+    gamma: float = 0.99
+    gae_lambda: float = 0.95
+    normalize_advantages: bool = True
+    """Normalise the joint advantages (mean 0, std 1) once per iteration."""
+
+    # -- critic -----------------------------------------------------------------------------------
+    critic_lr: float = 5e-4
+    critic_epochs: int = 5
+    critic_minibatches: int = 1
+    critic_hidden: tuple[int, ...] = (64, 64)
+    normalize_values: bool = False
+    """Critic predicts standardised returns (running mean/std); useful with large returns."""
+
+    # -- policies ---------------------------------------------------------------------------------
+    hidden: tuple[int, ...] = (64, 64)
+    """Per-agent MLP hidden sizes (ignored for stateless agents: free parameters)."""
+    activation: str = "tanh"
+    init_log_std: float = 0.0
+    """Initial log-std of Gaussian policies (state independent, learned)."""
+    init_action_mean: float = 0.0
+    """Initial mean action of Gaussian policies (free mean, or the output-layer bias)."""
+
+    # -- rollouts ---------------------------------------------------------------------------------
+    num_envs: int = 20
+    """Env copies when the Trainer builds the env from a name (an env instance keeps its own)."""
+    rollout_length: int = 200
+    """Steps per copy per iteration: samples per iteration = num_envs * rollout_length."""
+    normalize_obs: bool = False
+    """Running mean/var normalisation of every agent's observation and of the global state."""
+    obs_clip: float = 10.0
+
+    # -- bookkeeping ------------------------------------------------------------------------------
+    eval_every: int = 0
+    """Evaluate the deterministic policy every this many iterations (0 = only at the end)."""
+    eval_episodes: int = 10
+    checkpoint_every: int = 10
+    """Write checkpoint.pt every this many iterations (and always at the end); 0 = end only."""
+
+    # -- presets -----------------------------------------------------------------------------------
+    env_kwargs: dict[str, Any] = field(default_factory=dict)
+    """Extra kwargs for make_env when the Trainer builds the env from a name."""
+
+    def __post_init__(self) -> None:
+        self.hidden = tuple(int(h) for h in self.hidden)
+        self.critic_hidden = tuple(int(h) for h in self.critic_hidden)
+        positive = ("delta", "cg_damping", "critic_lr", "ls_backtrack")
+        for name in positive:
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+        if self.delta_total is not None and not self.delta_total > 0:
+            raise ValueError(f"delta_total must be > 0 or None, got {self.delta_total}")
+        if self.ls_backtrack >= 1:
+            raise ValueError(f"ls_backtrack must be in (0, 1), got {self.ls_backtrack}")
+        for name in ("wf_floor", "delta_min", "greedy_eps"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.delta_max is not None and not self.delta_max > 0:
+            raise ValueError(f"delta_max must be > 0 or None, got {self.delta_max}")
+        if self.utility not in ("natural_gradient", "grad_norm"):
+            raise ValueError(f"utility: expected natural_gradient|grad_norm, got {self.utility!r}")
+        for name in ("cg_iters", "ls_steps", "critic_epochs", "critic_minibatches"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("num_envs", "rollout_length"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not (0 <= self.gamma <= 1 and 0 <= self.gae_lambda <= 1):
+            raise ValueError("gamma and gae_lambda must be in [0, 1]")
+
+    def budget(self, n_agents: int) -> float:
+        """The joint KL budget for ``n_agents`` (validated against delta_min)."""
+        total = n_agents * self.delta if self.delta_total is None else float(self.delta_total)
+        if n_agents * self.delta_min > total * (1 + 1e-12):
+            raise ValueError(
+                f"delta_min: n_agents * delta_min = {n_agents * self.delta_min} exceeds "
+                f"delta_total = {total}"
+            )
+        return total
+
+    @classmethod
+    def for_env(cls, name: str, **overrides: Any) -> TrainerConfig:
+        """A preset for a registered env name, with keyword overrides."""
+        if name not in PRESETS:
+            raise ValueError(f"name: no preset for {name!r}; presets: {sorted(PRESETS)}")
+        return cls(**{**PRESETS[name], **overrides})
+
+    def replace(self, **changes: Any) -> TrainerConfig:
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainerConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"config: unknown fields {sorted(unknown)}")
+        return cls(**data)
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # experiments.md s.1: 4000 one-step plays per iteration; the critic is a learned constant
+    "matrix": dict(num_envs=4000, rollout_length=1, eval_episodes=1, checkpoint_every=25),
+    # experiments.md s.2: a few hundred one-step plays; initial mean 1.5, initial std 0.5
+    "differential": dict(
+        num_envs=400,
+        rollout_length=1,
+        init_action_mean=1.5,
+        init_log_std=math.log(0.5),
+        eval_episodes=1,
+        checkpoint_every=25,
+    ),
+    # experiments.md s.3 / algorithm.md s.1: 20 copies x 200 steps, HATRPO reference defaults
+    "mamujoco": dict(
+        num_envs=20,
+        rollout_length=200,
+        normalize_obs=True,
+        normalize_values=True,
+        eval_every=25,
+        eval_episodes=10,
+        checkpoint_every=10,
+    ),
+}

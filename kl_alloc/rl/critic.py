@@ -1,0 +1,96 @@
+"""The centralised critic V(s): an MLP on the global state, or one learned constant when the
+game has no state (``state_size == 0``). Fitted by Adam on the mean squared error to the GAE
+returns, ``epochs`` passes of ``minibatches`` shuffled minibatches per iteration.
+
+With ``normalize_values`` the network predicts standardised values and a running mean/std of the
+returns maps them back (in the spirit of HARL's ValueNorm): returns of MuJoCo size (hundreds to
+thousands) then need no hand-tuned learning rate.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from kl_alloc.rl.normalization import RunningMeanStd
+from kl_alloc.rl.policies import mlp
+
+
+class Critic(nn.Module):
+    def __init__(
+        self,
+        state_size: int,
+        hidden: Sequence[int] = (64, 64),
+        activation: str = "tanh",
+        lr: float = 5e-4,
+        normalize_values: bool = False,
+    ) -> None:
+        super().__init__()
+        self.state_size = int(state_size)
+        if self.state_size == 0:
+            self.constant = nn.Parameter(torch.zeros(1))
+        else:
+            self.net = mlp(self.state_size, hidden, 1, activation, out_gain=1.0)
+        self.optimizer = torch.optim.Adam(self.parameters(), lr=lr)
+        self.value_norm = RunningMeanStd(shape=(), clip=np.inf) if normalize_values else None
+
+    def forward(self, states: torch.Tensor) -> torch.Tensor:
+        """Raw (possibly standardised) prediction, shape (batch,)."""
+        if self.state_size == 0:
+            return self.constant.expand(states.shape[0])
+        return self.net(states).squeeze(-1)
+
+    @torch.no_grad()
+    def values(self, states: torch.Tensor) -> np.ndarray:
+        """V(s) in return units, float64 (batch,)."""
+        raw = self(states).double().numpy()
+        return self.value_norm.denormalize(raw) if self.value_norm is not None else raw
+
+    def fit(
+        self,
+        states: torch.Tensor,
+        returns: np.ndarray,
+        epochs: int,
+        minibatches: int,
+        generator: torch.Generator,
+    ) -> float:
+        """Regress V(states) on ``returns``; returns the mean loss of the last epoch."""
+        if self.value_norm is not None:
+            self.value_norm.update(returns)
+            targets_np = self.value_norm.normalize(returns)
+        else:
+            targets_np = returns
+        targets = torch.as_tensor(np.asarray(targets_np), dtype=torch.float32)
+        n = targets.shape[0]
+        size = max(1, n // max(1, minibatches))
+        last = 0.0
+        for _ in range(epochs):
+            perm = torch.randperm(n, generator=generator)
+            losses = []
+            for start in range(0, n - size + 1, size):
+                idx = perm[start : start + size]
+                loss = torch.mean((self(states[idx]) - targets[idx]) ** 2)
+                self.optimizer.zero_grad()
+                loss.backward()
+                self.optimizer.step()
+                losses.append(loss.item())
+            last = float(np.mean(losses))
+        return last
+
+    def full_state_dict(self) -> dict[str, Any]:
+        """Network, optimizer and value-normaliser state (for checkpoints)."""
+        return {
+            "model": self.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "value_norm": None if self.value_norm is None else self.value_norm.state_dict(),
+        }
+
+    def load_full_state_dict(self, state: dict[str, Any]) -> None:
+        self.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.value_norm is not None and state.get("value_norm") is not None:
+            self.value_norm.load_state_dict(state["value_norm"])

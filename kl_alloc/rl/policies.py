@@ -1,0 +1,196 @@
+"""Per-agent policies: categorical (discrete) and diagonal Gaussian with a learned,
+state-independent log-std (continuous). Each agent has its own network sized for its own
+observation and action; an agent with ``obs_size == 0`` (stateless game) has free parameters
+instead (logits, or a mean vector), the same for every sample.
+
+A policy maps observations to a small distribution object with ``log_prob``, ``kl`` (closed
+form, from :mod:`kl_alloc.rl.trpo`), ``sample`` (with an explicit torch Generator, so runs are
+reproducible and resumable) and ``mode`` (the deterministic evaluation action).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from kl_alloc.envs.base import ActionSpec
+from kl_alloc.rl.trpo import kl_categorical, kl_diag_gaussian
+
+_ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU}
+
+
+def mlp(
+    in_size: int, hidden: Sequence[int], out_size: int, activation: str = "tanh", out_gain=0.01
+) -> nn.Sequential:
+    """Orthogonally initialised MLP; a small output gain keeps the initial policy near-uniform."""
+    if activation not in _ACTIVATIONS:
+        raise ValueError(f"activation: expected one of {sorted(_ACTIVATIONS)}, got {activation!r}")
+    layers: list[nn.Module] = []
+    sizes = [in_size, *hidden]
+    for a, b in zip(sizes[:-1], sizes[1:], strict=True):
+        layers += [nn.Linear(a, b), _ACTIVATIONS[activation]()]
+    layers.append(nn.Linear(sizes[-1], out_size))
+    for layer in layers:
+        if isinstance(layer, nn.Linear):
+            last = layer is layers[-1]
+            nn.init.orthogonal_(layer.weight, gain=out_gain if last else math.sqrt(2.0))
+            nn.init.zeros_(layer.bias)
+    return nn.Sequential(*layers)
+
+
+# -- distributions -----------------------------------------------------------------------------
+
+
+class Categorical:
+    """pi(a) = softmax(logits)_a over the last axis."""
+
+    def __init__(self, logits: torch.Tensor) -> None:
+        self.log_probs = torch.log_softmax(logits, dim=-1)
+
+    def log_prob(self, actions: torch.Tensor) -> torch.Tensor:
+        lp = self.log_probs.expand(actions.shape[0], -1)
+        return lp.gather(-1, actions.long().unsqueeze(-1)).squeeze(-1)
+
+    def kl(self, other: Categorical) -> torch.Tensor:
+        """Per-sample KL(self || other)."""
+        return kl_categorical(self.log_probs, other.log_probs)
+
+    def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        # inverse CDF: one uniform per sample, cheaper than torch.multinomial on (n, K)
+        probs = self.log_probs.exp().expand(n, -1)
+        u = torch.rand((n, 1), generator=generator, dtype=probs.dtype)
+        idx = (torch.cumsum(probs, dim=-1) < u).sum(dim=-1)
+        return idx.clamp_(max=probs.shape[-1] - 1)
+
+    def mode(self, n: int) -> torch.Tensor:
+        return self.log_probs.argmax(dim=-1).expand(n)
+
+    def detach(self) -> Categorical:
+        out = Categorical.__new__(Categorical)
+        out.log_probs = self.log_probs.detach().clone()
+        return out
+
+
+class DiagGaussian:
+    """pi(a) = prod_d N(a_d; mean_d, exp(log_std_d)^2)."""
+
+    def __init__(self, mean: torch.Tensor, log_std: torch.Tensor) -> None:
+        self.mean = mean
+        self.log_std = log_std.expand_as(mean)
+
+    def log_prob(self, actions: torch.Tensor) -> torch.Tensor:
+        z = (actions - self.mean) * torch.exp(-self.log_std)
+        per_dim = -0.5 * z * z - self.log_std - 0.5 * math.log(2.0 * math.pi)
+        return per_dim.sum(dim=-1)
+
+    def kl(self, other: DiagGaussian) -> torch.Tensor:
+        """Per-sample KL(self || other)."""
+        return kl_diag_gaussian(self.mean, self.log_std, other.mean, other.log_std)
+
+    def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        mean = self.mean.expand(n, -1)
+        noise = torch.randn(mean.shape, generator=generator, dtype=mean.dtype)
+        return mean + noise * torch.exp(self.log_std.expand(n, -1))
+
+    def mode(self, n: int) -> torch.Tensor:
+        return self.mean.expand(n, -1)
+
+    def detach(self) -> DiagGaussian:
+        # clone: a free mean / the log-std ARE parameters; a view would follow later updates
+        return DiagGaussian(self.mean.detach().clone(), self.log_std.detach().clone())
+
+
+# -- policies ----------------------------------------------------------------------------------
+
+
+class CategoricalPolicy(nn.Module):
+    """Logits from an MLP on the agent's observation, or free logits when ``obs_size == 0``
+    (initialised to zero: the uniform policy)."""
+
+    def __init__(
+        self,
+        obs_size: int,
+        n_actions: int,
+        hidden: Sequence[int] = (64, 64),
+        activation: str = "tanh",
+    ) -> None:
+        super().__init__()
+        self.obs_size, self.n_actions = int(obs_size), int(n_actions)
+        if self.obs_size == 0:
+            self.logits = nn.Parameter(torch.zeros(1, self.n_actions))
+        else:
+            self.net = mlp(self.obs_size, hidden, self.n_actions, activation)
+
+    def dist(self, obs: torch.Tensor) -> Categorical:
+        """Stateless policies return a (1, K) distribution that broadcasts over the batch."""
+        return Categorical(self.logits if self.obs_size == 0 else self.net(obs))
+
+    def summary(self) -> np.ndarray:
+        """Action probabilities (K,) of a stateless policy (for ``env.expected_reward``)."""
+        with torch.no_grad():
+            return torch.softmax(self.logits[0].double(), dim=-1).numpy()
+
+    def summary_json(self) -> dict:
+        return {"probs": self.summary().tolist()}
+
+
+class GaussianPolicy(nn.Module):
+    """Mean from an MLP on the observation (or a free mean vector when ``obs_size == 0``);
+    log-std is a learned, state-independent vector."""
+
+    def __init__(
+        self,
+        obs_size: int,
+        act_dim: int,
+        hidden: Sequence[int] = (64, 64),
+        activation: str = "tanh",
+        init_log_std: float = 0.0,
+        init_mean: float = 0.0,
+    ) -> None:
+        super().__init__()
+        self.obs_size, self.act_dim = int(obs_size), int(act_dim)
+        if self.obs_size == 0:
+            self.mean = nn.Parameter(torch.full((1, self.act_dim), float(init_mean)))
+        else:
+            self.net = mlp(self.obs_size, hidden, self.act_dim, activation)
+            nn.init.constant_(self.net[-1].bias, float(init_mean))
+        self.log_std = nn.Parameter(torch.full((self.act_dim,), float(init_log_std)))
+
+    def dist(self, obs: torch.Tensor) -> DiagGaussian:
+        mean = self.mean if self.obs_size == 0 else self.net(obs)
+        return DiagGaussian(mean, self.log_std)
+
+    def summary(self) -> tuple[np.ndarray, np.ndarray]:
+        """(mean, std) of a stateless policy (for ``env.expected_reward``)."""
+        with torch.no_grad():
+            return self.mean[0].double().numpy().copy(), self.log_std.double().exp().numpy()
+
+    def summary_json(self) -> dict:
+        mean, std = self.summary()
+        return {"mean": mean.tolist(), "std": std.tolist()}
+
+
+Policy = CategoricalPolicy | GaussianPolicy
+
+
+def make_policy(
+    obs_size: int,
+    spec: ActionSpec,
+    hidden: Sequence[int] = (64, 64),
+    activation: str = "tanh",
+    init_log_std: float = 0.0,
+    init_mean: float = 0.0,
+) -> Policy:
+    """The policy matching an agent's action space."""
+    if spec.is_discrete:
+        return CategoricalPolicy(obs_size, spec.n, hidden, activation)
+    return GaussianPolicy(obs_size, spec.dim, hidden, activation, init_log_std, init_mean)
+
+
+def actions_to_numpy(actions: torch.Tensor, spec: ActionSpec) -> np.ndarray:
+    """int64 (n,) for discrete agents, float32 (n, dim) for continuous ones (the env clips)."""
+    return actions.numpy().astype(np.int64 if spec.is_discrete else np.float32, copy=False)

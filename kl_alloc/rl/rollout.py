@@ -1,0 +1,190 @@
+"""Collect ``rollout_length`` steps from every env copy: ONE batched policy forward per agent per
+step across all copies, under ``torch.no_grad``, in float32.
+
+Episodes run across iteration boundaries (the collector keeps the current observations), and
+the env resets finished copies itself (see :mod:`kl_alloc.envs.base`). Optional running
+observation normalisation (per agent, and for the global state) is updated as data arrives;
+stored observations are the normalised ones the policies actually saw.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from kl_alloc.envs.base import MultiAgentEnv
+from kl_alloc.rl.normalization import RunningMeanStd
+from kl_alloc.rl.policies import Policy, actions_to_numpy
+
+
+@dataclass
+class Rollout:
+    """One iteration's data. Per-agent tensors are flattened over (T, N) -> T * N samples in
+    time-major order; the (T, N) numpy arrays keep the layout GAE needs."""
+
+    obs: list[torch.Tensor]  # agent i: (T*N, obs_size_i)
+    actions: list[torch.Tensor]  # agent i: (T*N,) int64 or (T*N, dim) float32
+    log_probs: list[torch.Tensor]  # agent i: (T*N,) log pi_old(a_i | o_i)
+    states: torch.Tensor  # (T*N, state_size), normalised if enabled
+    last_states: torch.Tensor  # (N, state_size): where the next rollout starts
+    rewards: np.ndarray  # (T, N) float64
+    terminated: np.ndarray  # (T, N) bool
+    truncated: np.ndarray  # (T, N) bool
+    truncated_at: np.ndarray  # (K, 2) [t, j] of truncated steps
+    truncated_states: torch.Tensor  # (K, state_size): final states of those steps
+    episode_returns: list[float] = field(default_factory=list)
+    episode_lengths: list[int] = field(default_factory=list)
+
+    @property
+    def num_samples(self) -> int:
+        return int(self.rewards.size)
+
+
+class RolloutCollector:
+    """Owns the env's current observations, the per-copy episode accumulators and the optional
+    observation normalisers."""
+
+    def __init__(
+        self,
+        env: MultiAgentEnv,
+        policies: list[Policy],
+        normalize_obs: bool = False,
+        obs_clip: float = 10.0,
+    ) -> None:
+        self.env = env
+        self.policies = policies
+        self.obs_norms: list[RunningMeanStd] | None = None
+        self.state_norm: RunningMeanStd | None = None
+        if normalize_obs:
+            self.obs_norms = [RunningMeanStd((o,), clip=obs_clip) for o in env.obs_sizes]
+            self.state_norm = RunningMeanStd((env.state_size,), clip=obs_clip)
+        self._obs: list[np.ndarray] | None = None
+        self._state: np.ndarray | None = None
+        self._ep_return = np.zeros(env.num_envs, np.float64)
+        self._ep_len = np.zeros(env.num_envs, np.int64)
+
+    def reset(self, seed: int | None) -> None:
+        self._obs, self._state = self.env.reset(seed=seed)
+        self._ep_return[:] = 0.0
+        self._ep_len[:] = 0
+
+    # -- normalisation --------------------------------------------------------------------------
+    def _norm_obs(self, i: int, raw: np.ndarray, update: bool) -> np.ndarray:
+        if self.obs_norms is None:
+            return np.asarray(raw, np.float32)
+        if update:
+            self.obs_norms[i].update(raw)
+        return self.obs_norms[i].normalize(raw)
+
+    def norm_state(self, raw: np.ndarray, update: bool = False) -> np.ndarray:
+        if self.state_norm is None:
+            return np.asarray(raw, np.float32)
+        if update:
+            self.state_norm.update(raw)
+        return self.state_norm.normalize(raw)
+
+    def policy_obs(self, obs: list[np.ndarray]) -> list[torch.Tensor]:
+        """Observations as the policies see them, without updating the statistics (evaluation)."""
+        return [torch.from_numpy(self._norm_obs(i, o, False)) for i, o in enumerate(obs)]
+
+    # -- collection -----------------------------------------------------------------------------
+    @torch.no_grad()
+    def collect(self, horizon: int, generator: torch.Generator) -> Rollout:
+        if self._obs is None:
+            raise RuntimeError("call reset(seed) before collect()")
+        env, n = self.env, self.env.num_envs
+        specs = env.action_specs
+        obs_buf = [torch.empty(horizon, n, o) for o in env.obs_sizes]
+        act_buf = [
+            torch.empty(horizon, n, dtype=torch.int64)
+            if s.is_discrete
+            else torch.empty(horizon, n, s.dim)
+            for s in specs
+        ]
+        logp_buf = [torch.empty(horizon, n) for _ in specs]
+        state_buf = torch.empty(horizon, n, env.state_size)
+        rewards = np.empty((horizon, n), np.float64)
+        terminated = np.empty((horizon, n), bool)
+        truncated = np.empty((horizon, n), bool)
+        trunc_at: list[np.ndarray] = []
+        trunc_states: list[np.ndarray] = []
+        ep_returns: list[float] = []
+        ep_lengths: list[int] = []
+
+        for t in range(horizon):
+            state_buf[t] = torch.from_numpy(self.norm_state(self._state, update=True))
+            actions = []
+            for i, policy in enumerate(self.policies):
+                o = torch.from_numpy(self._norm_obs(i, self._obs[i], update=True))
+                obs_buf[i][t] = o
+                dist = policy.dist(o)
+                a = dist.sample(n, generator)
+                act_buf[i][t] = a
+                logp_buf[i][t] = dist.log_prob(a)
+                actions.append(actions_to_numpy(a, specs[i]))
+            res = env.step(actions)
+            rewards[t] = res.reward
+            terminated[t] = res.terminated
+            truncated[t] = res.truncated & ~res.terminated
+            self._ep_return += res.reward
+            self._ep_len += 1
+            done = res.terminated | res.truncated
+            if done.any():
+                idx = np.flatnonzero(done)
+                ep_returns.extend(self._ep_return[idx].tolist())
+                ep_lengths.extend(self._ep_len[idx].tolist())
+                self._ep_return[idx] = 0.0
+                self._ep_len[idx] = 0
+            if truncated[t].any():
+                idx = np.flatnonzero(truncated[t])
+                trunc_at.append(np.stack([np.full(idx.size, t), idx], axis=1))
+                trunc_states.append(self.norm_state(res.final_state[idx]))
+            self._obs, self._state = res.obs, res.state
+
+        s = env.state_size
+        return Rollout(
+            obs=[b.reshape(horizon * n, -1) for b in obs_buf],
+            actions=[
+                b.reshape(horizon * n) if sp.is_discrete else b.reshape(horizon * n, sp.dim)
+                for b, sp in zip(act_buf, specs, strict=True)
+            ],
+            log_probs=[b.reshape(horizon * n) for b in logp_buf],
+            states=state_buf.reshape(horizon * n, s),
+            last_states=torch.from_numpy(self.norm_state(self._state)),
+            rewards=rewards,
+            terminated=terminated,
+            truncated=truncated,
+            truncated_at=np.concatenate(trunc_at) if trunc_at else np.zeros((0, 2), np.int64),
+            truncated_states=torch.from_numpy(
+                np.concatenate(trunc_states) if trunc_states else np.zeros((0, s), np.float32)
+            ),
+            episode_returns=ep_returns,
+            episode_lengths=ep_lengths,
+        )
+
+    # -- checkpointing --------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "obs": None if self._obs is None else [o.copy() for o in self._obs],
+            "state": None if self._state is None else self._state.copy(),
+            "ep_return": self._ep_return.copy(),
+            "ep_len": self._ep_len.copy(),
+            "obs_norms": None
+            if self.obs_norms is None
+            else [m.state_dict() for m in self.obs_norms],
+            "state_norm": None if self.state_norm is None else self.state_norm.state_dict(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._obs = None if state["obs"] is None else [np.array(o) for o in state["obs"]]
+        self._state = None if state["state"] is None else np.array(state["state"])
+        self._ep_return = np.array(state["ep_return"], np.float64)
+        self._ep_len = np.array(state["ep_len"], np.int64)
+        if self.obs_norms is not None and state.get("obs_norms") is not None:
+            for m, s in zip(self.obs_norms, state["obs_norms"], strict=True):
+                m.load_state_dict(s)
+        if self.state_norm is not None and state.get("state_norm") is not None:
+            self.state_norm.load_state_dict(state["state_norm"])

@@ -1,0 +1,256 @@
+"""The run directory: what a training run writes, and how to read it back.
+
+Layout of ``out_dir`` (stable: the CLI, plots and benchmarks read it)::
+
+    config.json      written at start: {"algo", "seed", "env": {"name", "kwargs", "n_agents",
+                     "num_envs", "obs_sizes", "state_size", "actions"}, "config": TrainerConfig
+                     as a dict, "version": kl_alloc version, "format": 1}
+    progress.jsonl   one JSON object per iteration, flushed as soon as the iteration ends:
+        iteration          1-based iteration index
+        env_steps          env steps consumed so far (all copies)
+        wall_time          seconds since the run started (excluding time before a resume)
+        seconds_per_iter   wall time of this iteration
+        time               {"rollout", "critic", "actor", "solver", "other"}: disjoint seconds
+                           ("actor" is the sequential update without the allocator's solver call)
+        mean_reward        mean per-step reward of this iteration's rollout
+        expected_reward    exact expected reward of the current joint policy, after the update
+                           (games; null when the env cannot compute it)
+        episode_return     mean return of the episodes that ended in this rollout (null if none)
+        episodes           how many episodes ended in this rollout
+        critic_loss        last-epoch critic loss
+        delta_total        the joint KL budget
+        budget_used        sum of the agents' actual KLs (<= delta_total)
+        order              agents in the order they were updated (skipped agents absent)
+        agents             per agent i (list index = agent id): {"agent", "delta_alloc",
+                           "radius", "kl", "predicted_improvement", "actual_improvement",
+                           "accepted", "position" (null = not updated), "utility" (W: q_i),
+                           "probe_improvement", "probe_kl" (G: first-round probe), "probes",
+                           "ls_tries"}
+        policy             stateless games only: per agent {"probs": [...]} or
+                           {"mean": [...], "std": [...]} after the update (trajectories)
+    eval.jsonl       one line per evaluation: {"iteration", "env_steps", "return_mean",
+                     "return_std", "episodes", "expected_reward"}
+    checkpoint.pt    everything needed to resume bit-for-bit (see trainer.py); atomic writes
+    done.json        written only when a run finishes: {"iterations", "env_steps", "wall_time",
+                     "final_expected_reward", "final_eval", "seconds_per_iter"}
+
+Missing values are JSON ``null`` (never NaN). A line cut short by a crash is ignored by the
+readers, and a resumed run truncates both JSONL files back to its checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+FORMAT_VERSION = 1
+
+
+def _clean(x: Any) -> Any:
+    """JSON-safe copy: numpy scalars/arrays to Python, NaN/inf to None, tuples to lists."""
+    if isinstance(x, dict):
+        return {str(k): _clean(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [_clean(v) for v in x]
+    if isinstance(x, np.ndarray):
+        return _clean(x.tolist())
+    if isinstance(x, np.generic):
+        x = x.item()
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    if hasattr(x, "__dataclass_fields__"):
+        import dataclasses
+
+        return _clean(dataclasses.asdict(x))
+    return x
+
+
+def dumps(obj: Any) -> str:
+    return json.dumps(_clean(obj), allow_nan=False)
+
+
+def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
+    path = Path(path)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(_clean(obj), indent=2, allow_nan=False) + "\n")
+    os.replace(tmp, path)
+
+
+class RunWriter:
+    """Appends to ``progress.jsonl`` / ``eval.jsonl`` with a flush per line."""
+
+    def __init__(self, out_dir: str | os.PathLike) -> None:
+        self.dir = Path(out_dir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self._progress = None
+        self._eval = None
+
+    @property
+    def progress_path(self) -> Path:
+        return self.dir / "progress.jsonl"
+
+    @property
+    def eval_path(self) -> Path:
+        return self.dir / "eval.jsonl"
+
+    def open(self, progress_offset: int | None = None, eval_offset: int | None = None) -> None:
+        """Open for appending; with offsets (a resume), first cut the files back to them."""
+        for path, offset in ((self.progress_path, progress_offset), (self.eval_path, eval_offset)):
+            if offset is None:
+                path.write_text("")
+            else:
+                with open(path, "a+b") as f:
+                    f.truncate(offset)
+        self._progress = open(self.progress_path, "a", encoding="utf-8")  # noqa: SIM115
+        self._eval = open(self.eval_path, "a", encoding="utf-8")  # noqa: SIM115
+
+    def positions(self) -> tuple[int, int]:
+        """Byte offsets of both files (stored in checkpoints: the telemetry position)."""
+        return tuple(os.fstat(f.fileno()).st_size for f in (self._progress, self._eval))
+
+    def write_config(self, config: dict[str, Any]) -> None:
+        write_json_atomic(self.dir / "config.json", config)
+
+    def progress(self, record: dict[str, Any]) -> None:
+        self._progress.write(dumps(record) + "\n")
+        self._progress.flush()
+
+    def eval(self, record: dict[str, Any]) -> None:
+        self._eval.write(dumps(record) + "\n")
+        self._eval.flush()
+
+    def done(self, summary: dict[str, Any]) -> None:
+        write_json_atomic(self.dir / "done.json", summary)
+
+    def close(self) -> None:
+        for f in (self._progress, self._eval):
+            if f is not None:
+                f.close()
+        self._progress = self._eval = None
+
+
+# -- reading back ----------------------------------------------------------------------------------
+
+
+def _read_jsonl(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    out = []
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            if not line.endswith("\n"):
+                break  # cut short by a crash
+            line = line.strip()
+            if line:
+                out.append(json.loads(line))
+    return out
+
+
+def read_progress(run_dir: str | os.PathLike) -> list[dict[str, Any]]:
+    """The per-iteration records of ``progress.jsonl``."""
+    return _read_jsonl(Path(run_dir) / "progress.jsonl")
+
+
+def read_eval(run_dir: str | os.PathLike) -> list[dict[str, Any]]:
+    return _read_jsonl(Path(run_dir) / "eval.jsonl")
+
+
+def read_config(run_dir: str | os.PathLike) -> dict[str, Any]:
+    return json.loads((Path(run_dir) / "config.json").read_text())
+
+
+def _num(x: Any) -> float:
+    return np.nan if x is None else float(x)
+
+
+@dataclass
+class RunData:
+    """A run as numpy arrays (NaN where a value is missing), for plotting without pandas.
+
+    Per-iteration arrays have shape (iterations,); per-agent ones (iterations, n_agents);
+    ``position`` is -1 where the agent was not updated.
+    """
+
+    config: dict[str, Any]
+    iteration: np.ndarray
+    env_steps: np.ndarray
+    wall_time: np.ndarray
+    seconds_per_iter: np.ndarray
+    mean_reward: np.ndarray
+    expected_reward: np.ndarray
+    episode_return: np.ndarray
+    budget_used: np.ndarray
+    delta_total: np.ndarray
+    time: dict[str, np.ndarray]
+    delta_alloc: np.ndarray
+    radius: np.ndarray
+    kl: np.ndarray
+    predicted_improvement: np.ndarray
+    actual_improvement: np.ndarray
+    accepted: np.ndarray
+    position: np.ndarray
+    utility: np.ndarray
+    policy_mean: np.ndarray | None  # (iterations, n_agents) first mean component (continuous)
+    eval_env_steps: np.ndarray
+    eval_return_mean: np.ndarray
+    eval_return_std: np.ndarray
+    done: dict[str, Any] | None
+
+
+def load_run(run_dir: str | os.PathLike) -> RunData:
+    """Read a run directory into :class:`RunData`."""
+    run_dir = Path(run_dir)
+    recs = read_progress(run_dir)
+    evals = read_eval(run_dir)
+    config = read_config(run_dir) if (run_dir / "config.json").exists() else {}
+    n = len(recs[0]["agents"]) if recs else int(config.get("env", {}).get("n_agents", 0))
+
+    def col(key: str) -> np.ndarray:
+        return np.array([_num(r.get(key)) for r in recs], dtype=np.float64)
+
+    def agent_col(key: str) -> np.ndarray:
+        out = np.full((len(recs), n), np.nan)
+        for t, r in enumerate(recs):
+            for i, a in enumerate(r["agents"]):
+                out[t, i] = _num(a.get(key))
+        return out
+
+    time_keys = ("rollout", "critic", "actor", "solver", "other")
+    times = {k: np.array([_num(r.get("time", {}).get(k)) for r in recs]) for k in time_keys}
+    position = agent_col("position")
+    policy_mean = None
+    if recs and recs[0].get("policy") and "mean" in recs[0]["policy"][0]:
+        policy_mean = np.array([[p["mean"][0] for p in r["policy"]] for r in recs])
+    done_path = run_dir / "done.json"
+    return RunData(
+        config=config,
+        iteration=col("iteration").astype(np.int64) if recs else np.zeros(0, np.int64),
+        env_steps=col("env_steps"),
+        wall_time=col("wall_time"),
+        seconds_per_iter=col("seconds_per_iter"),
+        mean_reward=col("mean_reward"),
+        expected_reward=col("expected_reward"),
+        episode_return=col("episode_return"),
+        budget_used=col("budget_used"),
+        delta_total=col("delta_total"),
+        time=times,
+        delta_alloc=agent_col("delta_alloc"),
+        radius=agent_col("radius"),
+        kl=agent_col("kl"),
+        predicted_improvement=agent_col("predicted_improvement"),
+        actual_improvement=agent_col("actual_improvement"),
+        accepted=agent_col("accepted") > 0.5,
+        position=np.where(np.isnan(position), -1, position).astype(np.int64),
+        utility=agent_col("utility"),
+        policy_mean=policy_mean,
+        eval_env_steps=np.array([_num(e.get("env_steps")) for e in evals]),
+        eval_return_mean=np.array([_num(e.get("return_mean")) for e in evals]),
+        eval_return_std=np.array([_num(e.get("return_std")) for e in evals]),
+        done=json.loads(done_path.read_text()) if done_path.exists() else None,
+    )

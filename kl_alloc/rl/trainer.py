@@ -1,0 +1,530 @@
+"""The training loop: HATRPO, HATRPO-W and HATRPO-G behind one small API.
+
+    from kl_alloc.envs import make_env
+    from kl_alloc.rl import Trainer
+
+    trainer = Trainer(make_env("matrix", num_envs=4000), algo="hatrpo-g", seed=0, out_dir="runs/g")
+    trainer.learn(200_000)                 # absolute target: env steps since the run started
+    trainer.evaluate(10)                   # deterministic policy (mode / mean action)
+    trainer.save("g.pt"); Trainer.load("g.pt")
+    Trainer.resume("runs/g").learn(400_000)   # continue a killed or finished run, bit-for-bit
+
+One iteration: rollout -> critic values -> GAE -> normalised advantages -> the sequential
+trust-region update driven by the allocator (:mod:`kl_alloc.rl.update`) -> critic fit -> logs.
+
+Checkpoints (``out_dir/checkpoint.pt``, every ``checkpoint_every`` iterations and at the end,
+written atomically) hold the policies, critic and its optimizer, observation/value normalisers,
+the torch generator and numpy RNG states, ``env.state_dict()``, the collector's current
+observations and episode accumulators, the iteration counters and the byte offsets of the
+telemetry files. A resumed run truncates the telemetry back to its checkpoint and replays from
+there to the same numbers as an uninterrupted run (wall-clock fields aside).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from kl_alloc.envs.base import MultiAgentEnv
+from kl_alloc.rl import checkpoint as ckpt_io
+from kl_alloc.rl.allocators import Allocator, make_allocator
+from kl_alloc.rl.config import PRESETS, TrainerConfig
+from kl_alloc.rl.critic import Critic
+from kl_alloc.rl.gae import compute_gae, normalize_advantages
+from kl_alloc.rl.policies import Policy, actions_to_numpy, make_policy
+from kl_alloc.rl.rollout import RolloutCollector
+from kl_alloc.rl.telemetry import FORMAT_VERSION, RunWriter
+from kl_alloc.rl.update import AgentBatch, SequentialUpdate, TRPOSettings
+
+logger = logging.getLogger(__name__)
+
+Callback = Callable[["Trainer", dict], Any]
+
+
+def _env_spec(env: MultiAgentEnv) -> dict[str, Any] | None:
+    from kl_alloc.envs.registry import env_spec
+
+    return env_spec(env)
+
+
+def _make_env(name: str, **kwargs: Any) -> MultiAgentEnv:
+    from kl_alloc.envs.registry import make_env
+
+    return make_env(name, **kwargs)
+
+
+class Trainer:
+    """Trains one policy per agent and a centralised critic on a :class:`MultiAgentEnv`.
+
+    Args:
+        env: an env instance, or a registered name (built with ``config.num_envs`` copies).
+        algo: "hatrpo" (uniform split, random order), "hatrpo-w" (water-filling) or "hatrpo-g"
+            (greedy, re-scored); ignored for the allocation if ``allocator`` is given.
+        config: a :class:`TrainerConfig`; default: the env's preset if there is one
+            (``TrainerConfig.for_env``), else the plain defaults.
+        seed: seeds network initialisation, action sampling, the update order and the env.
+        out_dir: the run directory (see :mod:`kl_alloc.rl.telemetry`); None = write nothing.
+        allocator: a custom :class:`~kl_alloc.rl.allocators.Allocator`.
+
+    Sets ``torch.set_num_threads(1)``: on a shared CPU, more threads make TRPO's many small
+    ops far slower (run seeds as separate processes instead).
+    """
+
+    def __init__(
+        self,
+        env: MultiAgentEnv | str,
+        algo: str = "hatrpo",
+        config: TrainerConfig | None = None,
+        seed: int = 0,
+        out_dir: str | Path | None = None,
+        allocator: Allocator | None = None,
+    ) -> None:
+        torch.set_num_threads(1)
+        if isinstance(env, str):
+            if config is None:
+                config = TrainerConfig.for_env(env) if env in PRESETS else TrainerConfig()
+            env = _make_env(env, num_envs=config.num_envs, seed=seed, **config.env_kwargs)
+        spec = _env_spec(env)
+        if config is None:
+            name = spec["name"] if spec else None
+            config = TrainerConfig.for_env(name) if name in PRESETS else TrainerConfig()
+        self.env = env
+        self.config = config
+        self.algo = algo
+        self.seed = int(seed)
+        self.out_dir = None if out_dir is None else Path(out_dir)
+        self.allocator = allocator if allocator is not None else make_allocator(algo, config)
+        self.n_agents = env.n_agents
+        self.delta_total = config.budget(self.n_agents)
+
+        with torch.random.fork_rng():
+            torch.manual_seed(self.seed)
+            self.policies: list[Policy] = [
+                make_policy(
+                    o,
+                    spec_i,
+                    hidden=config.hidden,
+                    activation=config.activation,
+                    init_log_std=config.init_log_std,
+                    init_mean=config.init_action_mean,
+                )
+                for o, spec_i in zip(env.obs_sizes, env.action_specs, strict=True)
+            ]
+            self.critic = Critic(
+                env.state_size,
+                config.critic_hidden,
+                config.activation,
+                config.critic_lr,
+                config.normalize_values,
+            )
+        self.generator = torch.Generator().manual_seed(self.seed)
+        self.rng = np.random.default_rng(self.seed)
+        self.collector = RolloutCollector(env, self.policies, config.normalize_obs, config.obs_clip)
+        self.updater = SequentialUpdate(
+            self.policies,
+            self.allocator,
+            TRPOSettings(
+                cg_iters=config.cg_iters,
+                cg_damping=config.cg_damping,
+                ls_steps=config.ls_steps,
+                ls_backtrack=config.ls_backtrack,
+                accept_ratio=config.accept_ratio,
+                utility=config.utility,
+            ),
+        )
+        self.iteration = 0
+        self.env_steps = 0
+        self.wall_time = 0.0
+        self.history: list[dict[str, Any]] = []
+        self._started = False
+        self._writer: RunWriter | None = None
+        self._telemetry_offsets: tuple[int, int] | None = None
+        self._eval_env: MultiAgentEnv | None = None
+        self._last_eval_iteration = -1
+        self._last_eval: dict[str, Any] | None = None
+
+    # -- properties ----------------------------------------------------------------------------
+    @property
+    def steps_per_iteration(self) -> int:
+        return self.env.num_envs * self.config.rollout_length
+
+    @property
+    def stateless(self) -> bool:
+        return all(p.obs_size == 0 for p in self.policies)
+
+    def expected_reward(self) -> float | None:
+        """The env's exact expected reward of the current joint policy (stateless games)."""
+        if not self.stateless:
+            return None
+        value = self.env.expected_reward([p.summary() for p in self.policies])
+        return None if value is None else float(value)
+
+    # -- one iteration -------------------------------------------------------------------------
+    def _advantages(self, rollout) -> tuple[np.ndarray, np.ndarray]:
+        cfg = self.config
+        horizon, n = rollout.rewards.shape
+        values = self.critic.values(rollout.states).reshape(horizon, n)
+        next_values = np.empty_like(values)
+        next_values[:-1] = values[1:]
+        next_values[-1] = self.critic.values(rollout.last_states)
+        if len(rollout.truncated_at):
+            t, j = rollout.truncated_at[:, 0], rollout.truncated_at[:, 1]
+            next_values[t, j] = self.critic.values(rollout.truncated_states)
+        return compute_gae(
+            rollout.rewards,
+            values,
+            next_values,
+            rollout.terminated,
+            rollout.truncated,
+            cfg.gamma,
+            cfg.gae_lambda,
+        )
+
+    def _iteration(self) -> dict[str, Any]:
+        cfg = self.config
+        t0 = time.perf_counter()
+        rollout = self.collector.collect(cfg.rollout_length, self.generator)
+        t1 = time.perf_counter()
+        adv, returns = self._advantages(rollout)
+        if cfg.normalize_advantages:
+            adv = normalize_advantages(adv)
+        t2 = time.perf_counter()
+
+        with torch.no_grad():
+            batches = [
+                AgentBatch(obs, act, logp, policy.dist(obs).detach())
+                for policy, obs, act, logp in zip(
+                    self.policies, rollout.obs, rollout.actions, rollout.log_probs, strict=True
+                )
+            ]
+        adv_t = torch.as_tensor(adv.reshape(-1), dtype=torch.float32)
+        result = self.updater.run(batches, adv_t, self.delta_total, self.rng)
+        t3 = time.perf_counter()
+        critic_loss = self.critic.fit(
+            rollout.states,
+            returns.reshape(-1),
+            cfg.critic_epochs,
+            cfg.critic_minibatches,
+            self.generator,
+        )
+        t4 = time.perf_counter()
+
+        self.iteration += 1
+        self.env_steps += rollout.num_samples
+        record: dict[str, Any] = {
+            "iteration": self.iteration,
+            "env_steps": self.env_steps,
+            "mean_reward": float(rollout.rewards.mean()),
+            "expected_reward": self.expected_reward(),
+            "episode_return": (
+                float(np.mean(rollout.episode_returns)) if rollout.episode_returns else None
+            ),
+            "episodes": len(rollout.episode_returns),
+            "critic_loss": critic_loss,
+            "delta_total": result.delta_total,
+            "budget_used": result.budget_used,
+            "order": result.order,
+            "agents": [r.to_json() for r in result.records],
+        }
+        if self.stateless:
+            record["policy"] = [p.summary_json() for p in self.policies]
+        t5 = time.perf_counter()
+        record["time"] = {
+            "rollout": t1 - t0,
+            "critic": (t2 - t1) + (t4 - t3),
+            "actor": result.actor_seconds,
+            "solver": result.solver_seconds,
+            "other": t5 - t4,
+        }
+        record["seconds_per_iter"] = t5 - t0
+        return record
+
+    # -- the loop ------------------------------------------------------------------------------
+    def learn(
+        self,
+        total_steps: int,
+        progress: bool = True,
+        callback: Callback | None = None,
+        resume: bool = False,
+    ) -> Trainer:
+        """Train until ``env_steps`` (counted from the start of the run) reaches ``total_steps``.
+
+        ``callback(trainer, record)`` runs after every iteration; returning ``False`` stops.
+        ``resume=True`` first loads ``out_dir/checkpoint.pt`` if there is one.
+        """
+        torch.set_num_threads(1)
+        if resume:
+            if self.out_dir is None:
+                raise ValueError("resume: needs an out_dir with a checkpoint")
+            path = self.out_dir / "checkpoint.pt"
+            if path.exists():
+                self._load_state(ckpt_io.load(path), telemetry=True)
+        if not self._started:
+            self.collector.reset(self.seed)
+            self._started = True
+        self._open_writer()
+        cfg = self.config
+        bar = tqdm(
+            total=int(total_steps),
+            initial=min(self.env_steps, int(total_steps)),
+            disable=not progress,
+            unit="step",
+            dynamic_ncols=True,
+            desc=self.algo,
+        )
+        clock = time.perf_counter()
+        base_wall = self.wall_time
+        stopped = False
+        try:
+            while self.env_steps < total_steps:
+                record = self._iteration()
+                self.wall_time = base_wall + time.perf_counter() - clock
+                record["wall_time"] = self.wall_time
+                self.history.append(record)
+                if self._writer is not None:
+                    self._writer.progress(record)
+                if cfg.eval_every and self.iteration % cfg.eval_every == 0:
+                    self._evaluate_and_log()
+                if self.out_dir is not None and (
+                    cfg.checkpoint_every and self.iteration % cfg.checkpoint_every == 0
+                ):
+                    self.save(self.out_dir / "checkpoint.pt")
+                bar.update(self.steps_per_iteration)
+                reward = record["expected_reward"]
+                bar.set_postfix(
+                    it=self.iteration,
+                    reward=f"{record['mean_reward'] if reward is None else reward:.4g}",
+                )
+                logger.debug("iteration %d: %s", self.iteration, record)
+                if callback is not None and callback(self, record) is False:
+                    stopped = True
+                    break
+            if self._last_eval_iteration != self.iteration:
+                self._evaluate_and_log()
+            if self.out_dir is not None:
+                self.save(self.out_dir / "checkpoint.pt")
+                if not stopped and self._writer is not None:
+                    self._writer.done(self._summary())
+        finally:
+            bar.close()
+        return self
+
+    def _summary(self) -> dict[str, Any]:
+        spi = [r["seconds_per_iter"] for r in self.history]
+        last_eval = self._last_eval
+        return {
+            "iterations": self.iteration,
+            "env_steps": self.env_steps,
+            "wall_time": self.wall_time,
+            "final_expected_reward": self.expected_reward(),
+            "final_eval": last_eval,
+            "seconds_per_iter": float(np.mean(spi)) if spi else None,
+        }
+
+    # -- evaluation ----------------------------------------------------------------------------
+    def _make_eval_env(self, episodes: int) -> MultiAgentEnv:
+        spec = _env_spec(self.env)
+        if spec is not None:
+            kwargs = dict(spec["kwargs"])
+            kwargs["num_envs"] = max(1, min(int(episodes), self.env.num_envs))
+            return _make_env(spec["name"], **kwargs)
+        return copy.deepcopy(self.env)
+
+    @torch.no_grad()
+    def evaluate(self, episodes: int = 10, seed: int | None = None) -> dict[str, Any]:
+        """Run the deterministic policy (mode / mean action) for ``episodes`` episodes on a
+        separate env copy; training state and RNGs are untouched. Every copy plays the same
+        number of episodes (no bias toward short ones)."""
+        if self._eval_env is None:
+            self._eval_env = self._make_eval_env(episodes)
+        env = self._eval_env
+        n = env.num_envs
+        per_copy = math.ceil(episodes / n)
+        if seed is None:
+            seed = int(np.random.SeedSequence([self.seed, self.iteration, 7]).generate_state(1)[0])
+        obs, _ = env.reset(seed=seed)
+        returns: list[list[float]] = [[] for _ in range(n)]
+        acc = np.zeros(n)
+        guard = 0
+        while min(len(r) for r in returns) < per_copy:
+            tensors = self.collector.policy_obs(obs)
+            actions = [
+                actions_to_numpy(p.dist(o).mode(n), spec)
+                for p, o, spec in zip(self.policies, tensors, env.action_specs, strict=True)
+            ]
+            res = env.step(actions)
+            acc += res.reward
+            for j in np.flatnonzero(res.terminated | res.truncated):
+                returns[j].append(float(acc[j]))
+                acc[j] = 0.0
+            obs = res.obs
+            guard += 1
+            if guard > 1_000_000:
+                raise RuntimeError("evaluate: no episode ended within 1e6 steps")
+        flat = [r for copy_returns in returns for r in copy_returns[:per_copy]][:episodes]
+        return {
+            "iteration": self.iteration,
+            "env_steps": self.env_steps,
+            "return_mean": float(np.mean(flat)),
+            "return_std": float(np.std(flat)),
+            "episodes": len(flat),
+            "expected_reward": self.expected_reward(),
+        }
+
+    def _evaluate_and_log(self) -> None:
+        result = self.evaluate(self.config.eval_episodes)
+        self._last_eval = result
+        self._last_eval_iteration = self.iteration
+        if self._writer is not None:
+            self._writer.eval(result)
+
+    # -- run directory -------------------------------------------------------------------------
+    def _run_config(self) -> dict[str, Any]:
+        from kl_alloc import __version__
+
+        env = self.env
+        spec = _env_spec(env) or {"name": type(env).__name__, "kwargs": {}}
+        return {
+            "format": FORMAT_VERSION,
+            "algo": self.algo,
+            "allocator": self.allocator.name,
+            "seed": self.seed,
+            "env": {
+                "name": spec["name"],
+                "kwargs": spec["kwargs"],
+                "n_agents": env.n_agents,
+                "num_envs": env.num_envs,
+                "obs_sizes": list(env.obs_sizes),
+                "state_size": env.state_size,
+                "actions": [{"kind": s.kind, "n": s.n, "dim": s.dim} for s in env.action_specs],
+            },
+            "config": self.config.to_dict(),
+            "delta_total": self.delta_total,
+            "version": __version__,
+        }
+
+    def _open_writer(self) -> None:
+        if self.out_dir is None or self._writer is not None:
+            return
+        writer = RunWriter(self.out_dir)
+        if self._telemetry_offsets is None:
+            if self.iteration == 0 and (
+                (self.out_dir / "checkpoint.pt").exists()
+                or (writer.progress_path.exists() and writer.progress_path.stat().st_size > 0)
+            ):
+                raise FileExistsError(
+                    f"{self.out_dir} already holds a run: pass resume=True (or use "
+                    "Trainer.resume) to continue it, or choose a new out_dir"
+                )
+            writer.open()
+            # a trainer loaded from a file and pointed at a new directory starts fresh logs there
+        else:
+            writer.open(*self._telemetry_offsets)
+        (self.out_dir / "done.json").unlink(missing_ok=True)
+        writer.write_config(self._run_config())
+        self._writer = writer
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+    # -- checkpoints ---------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue bit-for-bit."""
+        offsets = self._writer.positions() if self._writer is not None else None
+        return {
+            "format": FORMAT_VERSION,
+            "algo": self.algo,
+            "seed": self.seed,
+            "config": self.config.to_dict(),
+            "env_spec": _env_spec(self.env),
+            "iteration": self.iteration,
+            "env_steps": self.env_steps,
+            "wall_time": self.wall_time,
+            "started": self._started,
+            "last_eval_iteration": self._last_eval_iteration,
+            "last_eval": self._last_eval,
+            "policies": [p.state_dict() for p in self.policies],
+            "critic": self.critic.full_state_dict(),
+            "collector": self.collector.state_dict(),
+            "torch_generator": self.generator.get_state(),
+            "numpy_rng": self.rng.bit_generator.state,
+            "env": self.env.state_dict(),
+            "telemetry_offsets": offsets,
+        }
+
+    def save(self, path: str | Path) -> None:
+        """Write a checkpoint atomically (tmp file + os.replace)."""
+        ckpt_io.save_atomic(self.state_dict(), path)
+        logger.debug("checkpoint written to %s at iteration %d", path, self.iteration)
+
+    def _load_state(self, state: dict[str, Any], telemetry: bool) -> None:
+        if state["algo"] != self.algo:
+            logger.warning("checkpoint algo %r differs from %r", state["algo"], self.algo)
+        for policy, sd in zip(self.policies, state["policies"], strict=True):
+            policy.load_state_dict(sd)
+        self.critic.load_full_state_dict(state["critic"])
+        self.collector.load_state_dict(state["collector"])
+        self.generator.set_state(state["torch_generator"])
+        self.rng.bit_generator.state = state["numpy_rng"]
+        self.env.load_state_dict(state["env"])
+        self.iteration = int(state["iteration"])
+        self.env_steps = int(state["env_steps"])
+        self.wall_time = float(state["wall_time"])
+        self._started = bool(state["started"])
+        self._last_eval_iteration = int(state["last_eval_iteration"])
+        self._last_eval = state.get("last_eval")
+        if telemetry and state.get("telemetry_offsets") is not None:
+            self.close()
+            self._telemetry_offsets = tuple(state["telemetry_offsets"])
+
+    @classmethod
+    def load(
+        cls,
+        path: str | Path,
+        env: MultiAgentEnv | None = None,
+        out_dir: str | Path | None = None,
+        allocator: Allocator | None = None,
+    ) -> Trainer:
+        """Rebuild a trainer from a checkpoint. Without ``env``, the env is rebuilt from the
+        registry spec stored in the checkpoint."""
+        state = ckpt_io.load(path)
+        if env is None:
+            spec = state.get("env_spec")
+            if spec is None:
+                raise ValueError("env: this checkpoint's env was not made by make_env; pass env")
+            env = _make_env(spec["name"], **spec["kwargs"])
+        config = TrainerConfig.from_dict(state["config"])
+        trainer = cls(
+            env, state["algo"], config, seed=state["seed"], out_dir=out_dir, allocator=allocator
+        )
+        trainer._load_state(state, telemetry=out_dir is not None)
+        return trainer
+
+    @classmethod
+    def resume(
+        cls,
+        run_dir: str | Path,
+        env: MultiAgentEnv | None = None,
+        allocator: Allocator | None = None,
+    ) -> Trainer:
+        """Continue the run in ``run_dir`` from its checkpoint (logs are cut back to it)."""
+        run_dir = Path(run_dir)
+        path = run_dir / "checkpoint.pt"
+        if not path.exists():
+            raise FileNotFoundError(f"run_dir: no checkpoint.pt in {run_dir}")
+        trainer = cls.load(path, env=env, out_dir=run_dir, allocator=allocator)
+        if trainer._telemetry_offsets is None:  # a checkpoint saved without telemetry
+            trainer._telemetry_offsets = (0, 0)
+        logger.info("resuming %s at iteration %d", run_dir, trainer.iteration)
+        return trainer
