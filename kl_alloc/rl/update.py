@@ -210,7 +210,7 @@ class SequentialUpdate:
                     signals.improvement[i] = out.actual_improvement if out.accepted else 0.0
                     signals.divergence[i] = out.kl
                     if records[i].probe_improvement is None:
-                        records[i].probe_improvement = signals.improvement[i]
+                        records[i].probe_improvement = float(signals.improvement[i])
                         records[i].probe_kl = out.kl
 
             t0 = time.perf_counter()
@@ -249,9 +249,11 @@ class SequentialUpdate:
             done = set(commit)
             if not alloc.rescore:
                 break
-            # agents the allocator left out (no positive improvement) sit this iteration out
-            keep = set(ranked)
-            candidates = [c for c in candidates if c not in done and c in keep]
+            candidates = [c for c in candidates if c not in done]
+            if signals.improvement is not None:
+                # no positive improvement: the agent sits this iteration out (algorithm.md s.4);
+                # agents only left out because the budget ran short are probed again
+                candidates = [c for c in candidates if signals.improvement[c] > 0]
 
         total = time.perf_counter() - t_start
         return UpdateResult(

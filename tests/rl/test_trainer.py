@@ -1,0 +1,216 @@
+"""The Trainer end to end: learning, determinism, resume after a crash, the run directory."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from kl_alloc.envs import make_env
+from kl_alloc.rl import Trainer, TrainerConfig, load_run, read_eval, read_progress
+
+TIMING = {"wall_time", "seconds_per_iter", "time"}
+
+
+def _strip(records):
+    return [{k: v for k, v in r.items() if k not in TIMING} for r in records]
+
+
+def _params(trainer):
+    return [p.detach().clone() for pol in trainer.policies for p in pol.parameters()]
+
+
+@pytest.mark.parametrize("algo", ["hatrpo", "hatrpo-w", "hatrpo-g"])
+def test_each_method_learns_the_matrix_game(algo):
+    """From the uniform policy (expected reward 1/240) to well above it in 10 iterations of
+    4000 plays (about a second)."""
+    trainer = Trainer(make_env("matrix", num_envs=4000), algo=algo, seed=0)
+    assert trainer.expected_reward() == pytest.approx(1 / 240)
+    trainer.learn(40_000, progress=False)
+    rewards = [r["expected_reward"] for r in trainer.history]
+    assert len(rewards) == 10
+    assert rewards[-1] > 0.2  # 48x the uniform policy's
+    assert rewards[-1] > rewards[4] > rewards[0]
+    # the deterministic policy picks the paying joint action
+    assert trainer.evaluate(episodes=3)["return_mean"] == 1.0
+
+
+def test_differential_game_improves_expected_reward():
+    trainer = Trainer("differential", algo="hatrpo-w", seed=0)
+    start = trainer.expected_reward()
+    trainer.learn(400 * 15, progress=False)
+    assert trainer.expected_reward() > start + 0.1
+    mean = np.array([p["mean"][0] for p in trainer.history[-1]["policy"]])
+    ev = trainer.evaluate(episodes=2)
+    assert ev["return_mean"] == pytest.approx(float(trainer.env.reward_at(mean)), rel=1e-5)
+
+
+def test_same_seed_same_run_and_different_seed_differs():
+    runs = []
+    for seed in (5, 5, 6):
+        t = Trainer(make_env("matrix", num_envs=500), algo="hatrpo", seed=seed)
+        t.learn(2500, progress=False)
+        runs.append((_strip(t.history), _params(t)))
+    assert runs[0][0] == runs[1][0]
+    assert all(torch.equal(a, b) for a, b in zip(runs[0][1], runs[1][1], strict=True))
+    assert runs[0][0] != runs[2][0]
+
+
+def _game(name):
+    if name == "matrix":
+        return make_env("matrix", num_envs=500)
+    return make_env("differential", num_envs=200)
+
+
+def _config(name):
+    return TrainerConfig.for_env(name, checkpoint_every=2, eval_every=3)
+
+
+class Crash(Exception):
+    pass
+
+
+@pytest.mark.parametrize("game,algo", [("matrix", "hatrpo"), ("differential", "hatrpo-g")])
+def test_resume_after_crash_equals_uninterrupted(tmp_path, game, algo):
+    total = 9 * (500 if game == "matrix" else 200)
+    full = Trainer(_game(game), algo=algo, config=_config(game), seed=1, out_dir=tmp_path / "a")
+    full.learn(total, progress=False)
+
+    def crash(trainer, record):
+        if record["iteration"] == 5:  # progress line 5 written, last checkpoint at 4
+            raise Crash
+
+    broken = Trainer(_game(game), algo=algo, config=_config(game), seed=1, out_dir=tmp_path / "b")
+    with pytest.raises(Crash):
+        broken.learn(total, progress=False, callback=crash)
+    assert len(read_progress(tmp_path / "b")) == 5
+    assert not (tmp_path / "b" / "done.json").exists()
+    with pytest.raises(FileExistsError):
+        Trainer(_game(game), algo=algo, config=_config(game), seed=1, out_dir=tmp_path / "b").learn(
+            total, progress=False
+        )
+
+    resumed = Trainer.resume(tmp_path / "b")
+    assert resumed.iteration == 4
+    resumed.learn(total, progress=False)
+    assert _strip(read_progress(tmp_path / "a")) == _strip(read_progress(tmp_path / "b"))
+    assert read_eval(tmp_path / "a") == read_eval(tmp_path / "b")
+    assert all(torch.equal(a, b) for a, b in zip(_params(full), _params(resumed), strict=True))
+    assert (tmp_path / "b" / "done.json").exists()
+
+
+def test_resume_after_sigkill_equals_uninterrupted(tmp_path):
+    """A real kill -9 in the middle of a run (no cleanup code runs), then resume."""
+    total = 9 * 500
+    full = Trainer(
+        make_env("matrix", num_envs=500),
+        algo="hatrpo-g",
+        config=_config("matrix"),
+        seed=2,
+        out_dir=tmp_path / "a",
+    )
+    full.learn(total, progress=False)
+    script = textwrap.dedent(f"""
+        import os, signal
+        from kl_alloc.envs import make_env
+        from kl_alloc.rl import Trainer, TrainerConfig
+        def die(trainer, record):
+            if record["iteration"] == 7:
+                os.kill(os.getpid(), signal.SIGKILL)
+        cfg = TrainerConfig.for_env("matrix", checkpoint_every=2, eval_every=3)
+        Trainer(make_env("matrix", num_envs=500), algo="hatrpo-g", config=cfg, seed=2,
+                out_dir={str(tmp_path / "b")!r}).learn({total}, progress=False, callback=die)
+    """)
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2]))
+    proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, timeout=120)
+    assert proc.returncode == -9, proc.stderr.decode()[-2000:]
+    assert len(read_progress(tmp_path / "b")) == 7
+    resumed = Trainer.resume(tmp_path / "b")
+    assert resumed.iteration == 6
+    resumed.learn(total, progress=False)
+    assert _strip(read_progress(tmp_path / "a")) == _strip(read_progress(tmp_path / "b"))
+    assert read_eval(tmp_path / "a") == read_eval(tmp_path / "b")
+    assert all(torch.equal(a, b) for a, b in zip(_params(full), _params(resumed), strict=True))
+
+
+def test_save_load_roundtrip(tmp_path):
+    t = Trainer("differential", algo="hatrpo", seed=0)
+    t.learn(400 * 3, progress=False)
+    t.save(tmp_path / "c.pt")
+    loaded = Trainer.load(tmp_path / "c.pt")
+    assert loaded.iteration == 3 and loaded.algo == "hatrpo"
+    assert loaded.expected_reward() == t.expected_reward()
+    assert loaded.evaluate(2) == t.evaluate(2)
+    # both continue identically
+    t.learn(400 * 5, progress=False)
+    loaded.learn(400 * 5, progress=False)
+    assert _strip(t.history[3:]) == _strip(loaded.history)
+
+
+def test_run_directory_format(tmp_path):
+    cfg = TrainerConfig.for_env("matrix", eval_every=2)
+    t = Trainer(
+        make_env("matrix", num_envs=300), algo="hatrpo-w", config=cfg, seed=0, out_dir=tmp_path
+    )
+    t.learn(300 * 4, progress=False)
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["algo"] == "hatrpo-w" and config["seed"] == 0
+    assert config["env"]["name"] == "matrix" and config["env"]["kwargs"]["num_envs"] == 300
+    assert config["config"]["delta"] == 0.01 and "version" in config
+    assert TrainerConfig.from_dict(config["config"]) == cfg
+    recs = read_progress(tmp_path)
+    assert [r["iteration"] for r in recs] == [1, 2, 3, 4]
+    keys = {
+        "iteration",
+        "env_steps",
+        "wall_time",
+        "seconds_per_iter",
+        "time",
+        "mean_reward",
+        "expected_reward",
+        "episode_return",
+        "episodes",
+        "agents",
+        "order",
+        "delta_total",
+        "budget_used",
+        "policy",
+    }
+    assert keys <= set(recs[0])
+    assert set(recs[0]["time"]) == {"rollout", "critic", "actor", "solver", "other"}
+    agent_keys = {
+        "delta_alloc",
+        "kl",
+        "predicted_improvement",
+        "actual_improvement",
+        "accepted",
+        "position",
+    }
+    assert agent_keys <= set(recs[0]["agents"][0])
+    assert [e["iteration"] for e in read_eval(tmp_path)] == [2, 4]
+    done = json.loads((tmp_path / "done.json").read_text())
+    assert done["iterations"] == 4 and done["env_steps"] == 1200
+    run = load_run(tmp_path)
+    assert run.delta_alloc.shape == (4, 4) and run.kl.shape == (4, 4)
+    informative = np.nansum(run.utility, axis=1) > 0  # no paying play seen: no gradient at all
+    assert informative.sum() >= 2
+    np.testing.assert_allclose(run.delta_alloc.sum(axis=1)[informative], 0.04, rtol=1e-9)
+    assert np.all(run.delta_alloc.sum(axis=1)[~informative] == 0)
+    assert run.expected_reward[-1] == pytest.approx(t.expected_reward())
+    assert run.env_steps.tolist() == [300, 600, 900, 1200]
+    # a line cut short by a crash is ignored
+    with open(tmp_path / "progress.jsonl", "a") as f:
+        f.write('{"iteration": 5, "env_st')
+    assert len(read_progress(tmp_path)) == 4
+
+
+def test_trainer_from_name_uses_preset_and_validates_algo():
+    t = Trainer("matrix", algo="hatrpo", seed=0)
+    assert t.config.rollout_length == 1 and t.env.num_envs == 4000
+    with pytest.raises(ValueError, match="algo"):
+        Trainer("matrix", algo="hatrpo-x")
