@@ -68,4 +68,5 @@ def env_spec(env: MultiAgentEnv) -> dict[str, Any] | None:
 
 register("matrix", "kl_alloc.envs.matrix_game:MatrixGame")
 register("differential", "kl_alloc.envs.differential_game:DifferentialGame")
+# make_env("mamujoco", num_envs=20, seed=0, scenario="Ant", agent_conf="2x4")
 register("mamujoco", "kl_alloc.envs.mamujoco:MaMuJoCoEnv")

@@ -105,6 +105,12 @@ class RunWriter:
             if offset is None:
                 path.write_text("")
             else:
+                size = path.stat().st_size if path.exists() else 0
+                if size < offset:
+                    raise ValueError(
+                        f"{path} is shorter ({size} bytes) than at the checkpoint ({offset}): "
+                        "the run directory was modified"
+                    )
                 with open(path, "a+b") as f:
                     f.truncate(offset)
         self._progress = open(self.progress_path, "a", encoding="utf-8")  # noqa: SIM115

@@ -74,6 +74,8 @@ class Trainer:
         seed: seeds network initialisation, action sampling, the update order and the env.
         out_dir: the run directory (see :mod:`kl_alloc.rl.telemetry`); None = write nothing.
         allocator: a custom :class:`~kl_alloc.rl.allocators.Allocator`.
+        eval_env: the env :meth:`evaluate` plays on. Default: a fresh copy from the registry
+            spec (envs made by ``make_env``), else a deep copy of ``env``.
 
     Sets ``torch.set_num_threads(1)``: on a shared CPU, more threads make TRPO's many small
     ops far slower (run seeds as separate processes instead).
@@ -87,6 +89,7 @@ class Trainer:
         seed: int = 0,
         out_dir: str | Path | None = None,
         allocator: Allocator | None = None,
+        eval_env: MultiAgentEnv | None = None,
     ) -> None:
         torch.set_num_threads(1)
         if isinstance(env, str):
@@ -148,7 +151,7 @@ class Trainer:
         self._started = False
         self._writer: RunWriter | None = None
         self._telemetry_offsets: tuple[int, int] | None = None
-        self._eval_env: MultiAgentEnv | None = None
+        self._eval_env: MultiAgentEnv | None = eval_env
         self._last_eval_iteration = -1
         self._last_eval: dict[str, Any] | None = None
 
@@ -337,7 +340,13 @@ class Trainer:
             kwargs = dict(spec["kwargs"])
             kwargs["num_envs"] = max(1, min(int(episodes), self.env.num_envs))
             return _make_env(spec["name"], **kwargs)
-        return copy.deepcopy(self.env)
+        try:
+            return copy.deepcopy(self.env)
+        except Exception as err:
+            raise TypeError(
+                f"evaluate: cannot copy {type(self.env).__name__} for evaluation ({err}); build "
+                "the env with make_env(...) or pass eval_env= to the Trainer"
+            ) from err
 
     @torch.no_grad()
     def evaluate(self, episodes: int = 10, seed: int | None = None) -> dict[str, Any]:
@@ -417,16 +426,14 @@ class Trainer:
             return
         writer = RunWriter(self.out_dir)
         if self._telemetry_offsets is None:
-            if self.iteration == 0 and (
-                (self.out_dir / "checkpoint.pt").exists()
-                or (writer.progress_path.exists() and writer.progress_path.stat().st_size > 0)
+            if (self.out_dir / "checkpoint.pt").exists() or (
+                writer.progress_path.exists() and writer.progress_path.stat().st_size > 0
             ):
                 raise FileExistsError(
                     f"{self.out_dir} already holds a run: pass resume=True (or use "
                     "Trainer.resume) to continue it, or choose a new out_dir"
                 )
-            writer.open()
-            # a trainer loaded from a file and pointed at a new directory starts fresh logs there
+            writer.open()  # a loaded trainer given a new directory starts fresh logs there
         else:
             writer.open(*self._telemetry_offsets)
         (self.out_dir / "done.json").unlink(missing_ok=True)
@@ -484,9 +491,10 @@ class Trainer:
         self._started = bool(state["started"])
         self._last_eval_iteration = int(state["last_eval_iteration"])
         self._last_eval = state.get("last_eval")
-        if telemetry and state.get("telemetry_offsets") is not None:
+        if telemetry:  # continuing in the checkpoint's own run directory
             self.close()
-            self._telemetry_offsets = tuple(state["telemetry_offsets"])
+            offsets = state.get("telemetry_offsets")
+            self._telemetry_offsets = (0, 0) if offsets is None else tuple(offsets)
 
     @classmethod
     def load(
@@ -495,21 +503,11 @@ class Trainer:
         env: MultiAgentEnv | None = None,
         out_dir: str | Path | None = None,
         allocator: Allocator | None = None,
+        eval_env: MultiAgentEnv | None = None,
     ) -> Trainer:
         """Rebuild a trainer from a checkpoint. Without ``env``, the env is rebuilt from the
-        registry spec stored in the checkpoint."""
-        state = ckpt_io.load(path)
-        if env is None:
-            spec = state.get("env_spec")
-            if spec is None:
-                raise ValueError("env: this checkpoint's env was not made by make_env; pass env")
-            env = _make_env(spec["name"], **spec["kwargs"])
-        config = TrainerConfig.from_dict(state["config"])
-        trainer = cls(
-            env, state["algo"], config, seed=state["seed"], out_dir=out_dir, allocator=allocator
-        )
-        trainer._load_state(state, telemetry=out_dir is not None)
-        return trainer
+        registry spec stored in the checkpoint. With ``out_dir``, logs start afresh there."""
+        return cls._from_state(ckpt_io.load(path), env, out_dir, allocator, eval_env, False)
 
     @classmethod
     def resume(
@@ -517,14 +515,40 @@ class Trainer:
         run_dir: str | Path,
         env: MultiAgentEnv | None = None,
         allocator: Allocator | None = None,
+        eval_env: MultiAgentEnv | None = None,
     ) -> Trainer:
         """Continue the run in ``run_dir`` from its checkpoint (logs are cut back to it)."""
         run_dir = Path(run_dir)
         path = run_dir / "checkpoint.pt"
         if not path.exists():
             raise FileNotFoundError(f"run_dir: no checkpoint.pt in {run_dir}")
-        trainer = cls.load(path, env=env, out_dir=run_dir, allocator=allocator)
-        if trainer._telemetry_offsets is None:  # a checkpoint saved without telemetry
-            trainer._telemetry_offsets = (0, 0)
+        trainer = cls._from_state(ckpt_io.load(path), env, run_dir, allocator, eval_env, True)
         logger.info("resuming %s at iteration %d", run_dir, trainer.iteration)
+        return trainer
+
+    @classmethod
+    def _from_state(
+        cls,
+        state: dict[str, Any],
+        env: MultiAgentEnv | None,
+        out_dir: str | Path | None,
+        allocator: Allocator | None,
+        eval_env: MultiAgentEnv | None,
+        telemetry: bool,
+    ) -> Trainer:
+        if env is None:
+            spec = state.get("env_spec")
+            if spec is None:
+                raise ValueError("env: this checkpoint's env was not made by make_env; pass env")
+            env = _make_env(spec["name"], **spec["kwargs"])
+        trainer = cls(
+            env,
+            state["algo"],
+            TrainerConfig.from_dict(state["config"]),
+            seed=state["seed"],
+            out_dir=out_dir,
+            allocator=allocator,
+            eval_env=eval_env,
+        )
+        trainer._load_state(state, telemetry=telemetry)
         return trainer

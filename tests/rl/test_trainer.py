@@ -150,6 +150,12 @@ def test_save_load_roundtrip(tmp_path):
     t.learn(400 * 5, progress=False)
     loaded.learn(400 * 5, progress=False)
     assert _strip(t.history[3:]) == _strip(loaded.history)
+    # a loaded trainer given a new run directory logs there from its own iteration on
+    fresh = Trainer.load(tmp_path / "c.pt", out_dir=tmp_path / "new")
+    fresh.learn(400 * 4, progress=False)
+    assert [r["iteration"] for r in read_progress(tmp_path / "new")] == [4]
+    with pytest.raises(FileExistsError):
+        Trainer.load(tmp_path / "c.pt", out_dir=tmp_path / "new").learn(400 * 5, progress=False)
 
 
 def test_run_directory_format(tmp_path):
