@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import math
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -39,8 +38,9 @@ from kl_alloc.rl import checkpoint as ckpt_io
 from kl_alloc.rl.allocators import Allocator, make_allocator
 from kl_alloc.rl.config import PRESETS, TrainerConfig
 from kl_alloc.rl.critic import Critic
+from kl_alloc.rl.evaluation import deterministic_returns
 from kl_alloc.rl.gae import compute_gae, normalize_advantages
-from kl_alloc.rl.policies import Policy, actions_to_numpy, make_policy
+from kl_alloc.rl.policies import Policy, make_policy
 from kl_alloc.rl.rollout import RolloutCollector
 from kl_alloc.rl.telemetry import FORMAT_VERSION, RunWriter
 from kl_alloc.rl.update import AgentBatch, SequentialUpdate, TRPOSettings
@@ -348,38 +348,17 @@ class Trainer:
                 "the env with make_env(...) or pass eval_env= to the Trainer"
             ) from err
 
-    @torch.no_grad()
     def evaluate(self, episodes: int = 10, seed: int | None = None) -> dict[str, Any]:
         """Run the deterministic policy (mode / mean action) for ``episodes`` episodes on a
         separate env copy; training state and RNGs are untouched. Every copy plays the same
         number of episodes (no bias toward short ones)."""
         if self._eval_env is None:
             self._eval_env = self._make_eval_env(episodes)
-        env = self._eval_env
-        n = env.num_envs
-        per_copy = math.ceil(episodes / n)
         if seed is None:
             seed = int(np.random.SeedSequence([self.seed, self.iteration, 7]).generate_state(1)[0])
-        obs, _ = env.reset(seed=seed)
-        returns: list[list[float]] = [[] for _ in range(n)]
-        acc = np.zeros(n)
-        guard = 0
-        while min(len(r) for r in returns) < per_copy:
-            tensors = self.collector.policy_obs(obs)
-            actions = [
-                actions_to_numpy(p.dist(o).mode(n), spec)
-                for p, o, spec in zip(self.policies, tensors, env.action_specs, strict=True)
-            ]
-            res = env.step(actions)
-            acc += res.reward
-            for j in np.flatnonzero(res.terminated | res.truncated):
-                returns[j].append(float(acc[j]))
-                acc[j] = 0.0
-            obs = res.obs
-            guard += 1
-            if guard > 1_000_000:
-                raise RuntimeError("evaluate: no episode ended within 1e6 steps")
-        flat = [r for copy_returns in returns for r in copy_returns[:per_copy]][:episodes]
+        flat = deterministic_returns(
+            self._eval_env, self.policies, self.collector.policy_obs, int(episodes), seed
+        )
         return {
             "iteration": self.iteration,
             "env_steps": self.env_steps,

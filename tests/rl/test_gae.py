@@ -97,6 +97,12 @@ class TimeLimitEnv(MultiAgentEnv):
         self.t[:] = 0
         return self._obs()
 
+    def state_dict(self):
+        return {"t": self.t.copy()}
+
+    def load_state_dict(self, state):
+        self.t = state["t"].copy()
+
     def step(self, actions):
         (a,) = check_actions(self, actions)
         self.t += 1

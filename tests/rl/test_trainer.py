@@ -220,3 +220,42 @@ def test_trainer_from_name_uses_preset_and_validates_algo():
     assert t.config.rollout_length == 1 and t.env.num_envs == 4000
     with pytest.raises(ValueError, match="algo"):
         Trainer("matrix", algo="hatrpo-x")
+
+
+def test_resume_with_networks_normalisers_and_time_limits(tmp_path):
+    """MLP policies and critic, running obs/value normalisation, truncation bootstrap, an env
+    not made by the registry (evaluation on a deep copy; resume is given the env)."""
+    from tests.rl.test_gae import TimeLimitEnv
+
+    cfg = TrainerConfig(
+        num_envs=4,
+        rollout_length=6,
+        hidden=(8,),
+        critic_hidden=(8,),
+        normalize_obs=True,
+        normalize_values=True,
+        checkpoint_every=2,
+        eval_every=2,
+        eval_episodes=3,
+    )
+    total = 7 * 24
+    full = Trainer(TimeLimitEnv(4, limit=4), "hatrpo-w", cfg, seed=0, out_dir=tmp_path / "a")
+    full.learn(total, progress=False)
+
+    def crash(trainer, record):
+        if record["iteration"] == 5:
+            raise Crash
+
+    with pytest.raises(Crash):
+        Trainer(TimeLimitEnv(4, limit=4), "hatrpo-w", cfg, seed=0, out_dir=tmp_path / "b").learn(
+            total, progress=False, callback=crash
+        )
+    resumed = Trainer.resume(tmp_path / "b", env=TimeLimitEnv(4, limit=4))
+    resumed.learn(total, progress=False)
+    recs = read_progress(tmp_path / "a")
+    assert any(r["episodes"] for r in recs)
+    assert _strip(recs) == _strip(read_progress(tmp_path / "b"))
+    assert read_eval(tmp_path / "a") == read_eval(tmp_path / "b")
+    assert all(torch.equal(a, b) for a, b in zip(_params(full), _params(resumed), strict=True))
+    norm_a, norm_b = full.collector.obs_norms[0], resumed.collector.obs_norms[0]
+    assert norm_a.count == norm_b.count and np.array_equal(norm_a.mean, norm_b.mean)

@@ -1,0 +1,53 @@
+"""Deterministic evaluation: play the mode (discrete) / mean (continuous) action of every
+agent's policy for a number of whole episodes on a separate env.
+
+Every env copy plays the same number of episodes, and the first ``episodes`` of those are kept:
+counting "the first episodes to finish" instead would favour short (often bad) episodes.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+from kl_alloc.envs.base import MultiAgentEnv
+from kl_alloc.rl.policies import Policy, actions_to_numpy
+
+
+@torch.no_grad()
+def deterministic_returns(
+    env: MultiAgentEnv,
+    policies: list[Policy],
+    policy_obs: Callable[[list[np.ndarray]], list[torch.Tensor]],
+    episodes: int,
+    seed: int,
+    max_steps: int = 1_000_000,
+) -> list[float]:
+    """Returns of ``episodes`` deterministic episodes; ``policy_obs`` maps raw observations to
+    what the policies see (e.g. frozen observation normalisation)."""
+    if episodes < 1:
+        raise ValueError(f"episodes must be >= 1, got {episodes}")
+    n = env.num_envs
+    per_copy = math.ceil(episodes / n)
+    obs, _ = env.reset(seed=seed)
+    returns: list[list[float]] = [[] for _ in range(n)]
+    acc = np.zeros(n)
+    for _ in range(max_steps):
+        if min(len(r) for r in returns) >= per_copy:
+            break
+        actions = [
+            actions_to_numpy(p.dist(o).mode(n), spec)
+            for p, o, spec in zip(policies, policy_obs(obs), env.action_specs, strict=True)
+        ]
+        res = env.step(actions)
+        acc += res.reward
+        for j in np.flatnonzero(res.terminated | res.truncated):
+            returns[j].append(float(acc[j]))
+            acc[j] = 0.0
+        obs = res.obs
+    else:
+        raise RuntimeError(f"evaluate: episodes did not end within {max_steps} steps")
+    return [r for copy_returns in returns for r in copy_returns[:per_copy]][:episodes]
