@@ -284,6 +284,15 @@ class Trainer:
             dynamic_ncols=True,
             desc=self.algo,
         )
+        logger.info(
+            "%s on %s: %d agents, %d samples/iteration, delta_total %.4g, from iteration %d",
+            self.algo,
+            type(self.env).__name__,
+            self.n_agents,
+            self.steps_per_iteration,
+            self.delta_total,
+            self.iteration,
+        )
         clock = time.perf_counter()
         base_wall = self.wall_time
         stopped = False

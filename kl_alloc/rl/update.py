@@ -21,6 +21,7 @@ solve that gave its utility.
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import asdict, dataclass, field
 
@@ -39,6 +40,8 @@ from kl_alloc.rl.trpo import (
     line_search,
     set_flat_params,
 )
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -255,6 +258,8 @@ class SequentialUpdate:
                 # agents only left out because the budget ran short are probed again
                 candidates = [c for c in candidates if signals.improvement[c] > 0]
 
+        if tracker.spent > delta_total * (1 + 1e-9):  # impossible by construction: shout
+            logger.error("KL budget exceeded: %.6g > %.6g", tracker.spent, delta_total)
         total = time.perf_counter() - t_start
         return UpdateResult(
             records=records,
