@@ -20,16 +20,9 @@ EPS = 2.220446049250313e-16
 
 # status codes (>= 0: a defined answer; < 0: invalid input, raised by the Python wrapper)
 OK, MAXITER, SATURATED, ZERO_WEIGHTS = 0, 1, 2, 3
-E_WEIGHTS, E_FLOORS, E_LOWER, E_UPPER, E_TOTAL, E_INFEASIBLE, E_TOL, E_MAXITER = (
-    -1,
-    -2,
-    -3,
-    -4,
-    -5,
-    -6,
-    -7,
-    -8,
-)
+E_WEIGHTS, E_FLOORS, E_LOWER, E_UPPER, E_TOTAL, E_INFEASIBLE, E_TOL, E_MAXITER = range(-1, -9, -1)
+E_RANGE = -9  # the level is not representable (weights tiny against total + floors)
+DBL_MAX = 1.7976931348623157e308
 EXACT, BISECT = 0, 1
 
 
@@ -137,6 +130,100 @@ def _saturation_level(w, c, hi):
 
 
 @njit(cache=True)
+def _midpoint(a, b):
+    """Bisection point of [a, b]: geometric while b > 4a (so a bracket spanning hundreds of
+    decades, e.g. from a tiny weight, costs a few steps, not hundreds), arithmetic after."""
+    if a > 0.0 and b > 4.0 * a:
+        return np.sqrt(a) * np.sqrt(b)
+    if a == 0.0:
+        return b * 2.0**-64
+    return a + 0.5 * (b - a)  # (a + b)/2 could overflow near the largest float
+
+
+@njit(cache=True)
+def _newton(w, c, lo, hi, T, L, L0, C, W, tol, max_iter):
+    """Safeguarded Newton on S(mu) = T: each step jumps to the root of the current linear piece
+    and is taken only strictly inside the bracket [lo_b, hi_b]; otherwise a regula-falsi step
+    on the bracket, alternating with bisection so that the bracket at least halves every two
+    fallback steps. Ends when a Newton step lands on the piece it was computed from."""
+    lo_b = 0.0
+    S_lo = L  # S(0)
+    hi_b = INF
+    S_hi = INF
+    mu = (T - L0 + C) / W  # root when every positive-weight agent is active
+    newton = False
+    last_secant = False
+    s_prev = -1.0
+    K_prev = 0.0
+    it = 0
+    while it < max_iter:
+        it += 1
+        S, s, K = _evaluate(w, c, lo, hi, mu)
+        r = S - T
+        if r == 0.0 or (newton and s == s_prev and K == K_prev):
+            # same piece as the one whose root we stepped to: mu is that root, exactly
+            return mu, it, OK
+        mu_n = mu
+        if s > 0.0:
+            mu_n = (T - K) / s
+            if abs(mu_n - mu) <= 4.0 * EPS * mu:  # mu is the root of its piece, to rounding
+                return mu_n, it, OK
+        if r < 0.0:
+            lo_b = mu
+            S_lo = S
+        else:
+            hi_b = mu
+            S_hi = S
+        if s == 0.0 and abs(r) <= tol * T:  # a flat piece at T (to tol): delta is unique
+            return mu, it, OK
+        newton = s > 0.0 and mu_n > lo_b and mu_n < hi_b
+        if not newton:
+            if hi_b == INF:  # no upper bracket yet: jump to a provable one
+                hi_b = min(_upper_level(w, c, hi, T) * (1.0 + 8.0 * EPS), DBL_MAX)
+                S_hi = INF
+                mu_n = hi_b
+                last_secant = False
+            else:
+                if hi_b - lo_b <= 4.5e-16 * hi_b:  # adjacent floats: cannot get closer
+                    return mu, it, OK
+                mu_n = -1.0
+                if not last_secant and S_hi < INF:
+                    mu_n = lo_b + (T - S_lo) / (S_hi - S_lo) * (hi_b - lo_b)
+                    last_secant = True
+                if not (mu_n > lo_b and mu_n < hi_b):
+                    mu_n = _midpoint(lo_b, hi_b)
+                    last_secant = False
+        s_prev = s
+        K_prev = K
+        mu = mu_n
+    return mu, it, MAXITER
+
+
+@njit(cache=True)
+def _bisect(w, c, lo, hi, T, L, W, tol, max_iter):
+    """Bisection on [a, b] with S(a) <= T <= S(b): a = (T - sum lo)/W (S(mu) <= sum lo + W*mu),
+    b from _upper_level. Stops when |S(mu) - T| <= tol*T or the bracket is two adjacent floats."""
+    lo_b = (T - L) / W * (1.0 - 8.0 * EPS)
+    hi_b = min(_upper_level(w, c, hi, T) * (1.0 + 8.0 * EPS), DBL_MAX)
+    it = 0
+    mu = lo_b
+    while it < max_iter:
+        mu = _midpoint(lo_b, hi_b)
+        it += 1
+        S, s, K = _evaluate(w, c, lo, hi, mu)
+        r = S - T
+        if abs(r) <= tol * T:
+            return mu, it, OK
+        if r < 0.0:
+            lo_b = mu
+        else:
+            hi_b = mu
+        if hi_b - lo_b <= 4.5e-16 * hi_b:
+            return mu, it, OK
+    return mu, it, MAXITER
+
+
+@njit(cache=True)
 def solve_row(w, T, c, lo, hi, method, tol, max_iter, out):
     """Validate and solve one row; write delta into out.
 
@@ -193,68 +280,18 @@ def solve_row(w, T, c, lo, hi, method, tol, max_iter, out):
         return st, mu, 0, S - T, -1
 
     # now sum(lo) = S(0) < T < max S, so a root exists and mu = 0 is a lower bracket
-    lo_b = 0.0
-    hi_b = INF
     status = MAXITER
     it = 0
     if method == EXACT:
-        mu = (T - L0 + C) / W  # root when every positive-weight agent is active
-        newton = False
-        s_prev = -1.0
-        K_prev = 0.0
-        while it < max_iter:
-            it += 1
-            S, s, K = _evaluate(w, c, lo, hi, mu)
-            r = S - T
-            if r == 0.0 or (newton and s == s_prev and K == K_prev):
-                # same piece as the one whose root we stepped to: mu is that root, exactly
-                status = OK
-                break
-            if r < 0.0:
-                lo_b = mu
-            else:
-                hi_b = mu
-            if s == 0.0 and abs(r) <= tol * T:  # a flat piece at T (to tol): delta is unique
-                status = OK
-                break
-            newton = False
-            if s > 0.0:
-                mu_n = (T - K) / s
-                if mu_n > lo_b and mu_n < hi_b:
-                    if abs(mu_n - mu) <= 4.0 * EPS * mu:  # root of this piece, to rounding
-                        mu = mu_n
-                        status = OK
-                        break
-                    newton = True
-            if not newton:  # safeguard: Newton left the bracket or the piece is flat
-                if hi_b == INF:
-                    hi_b = _upper_level(w, c, hi, T) * (1.0 + 8.0 * EPS)
-                if hi_b - lo_b <= 4.5e-16 * hi_b:
-                    status = OK
-                    break
-                mu_n = 0.5 * (lo_b + hi_b)
-            s_prev = s
-            K_prev = K
-            mu = mu_n
-    else:  # BISECT on [0, b], b from _upper_level (or the all-active root when it brackets)
-        hi_b = _upper_level(w, c, hi, T) * (1.0 + 8.0 * EPS)
-        mu = 0.5 * hi_b
-        while it < max_iter:
-            it += 1
-            S, s, K = _evaluate(w, c, lo, hi, mu)
-            r = S - T
-            if abs(r) <= tol * T:
-                status = OK
-                break
-            if r < 0.0:
-                lo_b = mu
-            else:
-                hi_b = mu
-            if hi_b - lo_b <= 4.5e-16 * hi_b:  # adjacent floats: S cannot get closer to T
-                status = OK
-                break
-            mu = 0.5 * (lo_b + hi_b)
+        mu, it, status = _newton(w, c, lo, hi, T, L, L0, C, W, tol, max_iter)
+    else:
+        mu, it, status = _bisect(w, c, lo, hi, T, L, W, tol, max_iter)
+    if not (mu < INF):
+        return E_RANGE, mu, it, 0.0, -1
     S = _write(w, c, lo, hi, mu, out)
+    if not (S < INF) or (mu > 0.5 * DBL_MAX and S < T - (tol + 64.0 * (n + 1) * EPS) * T):
+        # the bracket was clamped at the largest float and the root lies beyond it
+        return E_RANGE, mu, it, S - T, -1
     return status, mu, it, S - T, -1
 
 

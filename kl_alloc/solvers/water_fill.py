@@ -41,6 +41,11 @@ _ERRORS = {
     K.E_INFEASIBLE: ("total", "is infeasible: sum(lower) > total"),
     K.E_TOL: ("tol", "must be finite and > 0"),
     K.E_MAXITER: ("max_iter", "must be >= 1"),
+    K.E_RANGE: (
+        "weights",
+        "are too small against total + floors: the water level overflows float64 (rescale "
+        "them; delta is invariant to weights -> a*weights)",
+    ),
 }
 
 
@@ -51,6 +56,8 @@ def _raise(code: int, bad: int, row: tuple | None, args: dict) -> None:
         v = args[name]
         val = v if np.ndim(v) == 0 else np.asarray(v)[row or ()].reshape(-1)[bad]
         raise ValueError(f"{name} {what}; {name}[{bad}] = {val!r}{where}")
+    if code == K.E_RANGE:
+        raise ValueError(f"{name} {what}{where}")
     if code == K.E_INFEASIBLE:
         raise ValueError(f"{name} {what}{where}: sum(lower) - total = {args['_excess']!r}")
     raise ValueError(f"{name} {what}; got {args[name]!r}{where}")

@@ -37,7 +37,9 @@ def water_fill_exact(w, total, c=0.0, lo=0.0, hi=np.inf):
     LO = [_fr(x) for x in lo]
     HI = [None if np.isinf(x) else _fr(x) for x in hi]
     T = _fr(total)
-    if sum(LO, Fraction(0)) > T:
+    lsum = sum(LO, Fraction(0))
+    # the solvers accept sum(lower) above total by a rounding allowance (then delta = lower)
+    if lsum > T + 2 * (n + 1) * Fraction(np.finfo(float).eps) * lsum:
         raise ValueError("infeasible")
 
     def delta(mu):
@@ -57,7 +59,9 @@ def water_fill_exact(w, total, c=0.0, lo=0.0, hi=np.inf):
         )
         if smax <= T:
             mu = max((HI[i] + C[i]) / W[i] for i in pos)
-            return delta(mu), mu, (0 if smax == T else 2)
+            # a sum of upper bounds within rounding of total counts as solved (as in the solver)
+            tiny = 2 * (n + 1) * Fraction(np.finfo(float).eps) * T
+            return delta(mu), mu, (0 if smax >= T - tiny else 2)
     # breakpoints, sorted; S is linear between consecutive ones
     bps = sorted(
         {Fraction(0)}
