@@ -25,7 +25,8 @@ def as_float_array(x, name: str) -> np.ndarray:
             raise ValueError(f"{name} must be a real numeric array: {e}") from None
     if a.dtype.kind not in "iuf":
         raise ValueError(f"{name} must have a real numeric dtype (int or float), got {a.dtype}")
-    return np.ascontiguousarray(a, dtype=F8)
+    # (np.ascontiguousarray would turn a 0-d array into shape (1,))
+    return np.asarray(a, dtype=F8, order="C")
 
 
 def as_float(x, name: str) -> float:

@@ -30,14 +30,18 @@ _ERRORS = {
 }
 
 
+def _show(v) -> str:
+    return repr(float(v)) if np.ndim(v) == 0 and not isinstance(v, int) else repr(v)
+
+
 def _raise(code, bad, row, args):
     name, what = _ERRORS[code]
     where = "" if row is None else f" (row {row})"
     v = args[name]
     if bad >= 0:
         val = v if np.ndim(v) == 0 else np.asarray(v)[row or ()].reshape(-1)[bad]
-        raise ValueError(f"{name} {what}; {name}[{bad}] = {val!r}{where}")
-    raise ValueError(f"{name} {what}; got {v!r}{where}")
+        raise ValueError(f"{name} {what}; {name}[{bad}] = {float(val)!r}{where}")
+    raise ValueError(f"{name} {what}; got {_show(v)}{where}")
 
 
 def greedy_allocate(improvements, divergences, total, *, eps=1e-4, requests=None):

@@ -49,18 +49,22 @@ _ERRORS = {
 }
 
 
+def _show(v) -> str:
+    return repr(float(v)) if np.ndim(v) == 0 and not isinstance(v, int) else repr(v)
+
+
 def _raise(code: int, bad: int, row: tuple | None, args: dict) -> None:
     name, what = _ERRORS[code]
     where = "" if row is None else f" (row {row})"
     if bad >= 0:
         v = args[name]
         val = v if np.ndim(v) == 0 else np.asarray(v)[row or ()].reshape(-1)[bad]
-        raise ValueError(f"{name} {what}; {name}[{bad}] = {val!r}{where}")
+        raise ValueError(f"{name} {what}; {name}[{bad}] = {float(val)!r}{where}")
     if code == K.E_RANGE:
         raise ValueError(f"{name} {what}{where}")
     if code == K.E_INFEASIBLE:
         raise ValueError(f"{name} {what}{where}: sum(lower) - total = {args['_excess']!r}")
-    raise ValueError(f"{name} {what}; got {args[name]!r}{where}")
+    raise ValueError(f"{name} {what}; got {_show(args[name])}{where}")
 
 
 def water_fill(
