@@ -165,6 +165,7 @@ class StepOutcome:
     utility: float
     ls_tries: int  # line-search evaluations made
     params: torch.Tensor | None = None
+    ratio: torch.Tensor | None = None  # pi_new(a|s) / pi_old(a|s) per sample, if the caller kept it
 
 
 def line_search(

@@ -107,8 +107,11 @@ class SequentialUpdate:
         self.settings = settings
 
     # -- one agent's TRPO pieces ------------------------------------------------------------------
-    def _surrogate(self, i: int, batch: AgentBatch, weights: torch.Tensor) -> torch.Tensor:
-        dist = self.policies[i].dist(batch.obs)
+    def _surrogate(
+        self, i: int, batch: AgentBatch, weights: torch.Tensor, dist=None
+    ) -> torch.Tensor:
+        if dist is None:
+            dist = self.policies[i].dist(batch.obs)
         ratio = torch.exp(dist.log_prob(batch.actions) - batch.old_log_probs)
         return torch.mean(ratio * weights)
 
@@ -119,13 +122,15 @@ class SequentialUpdate:
         """g, s = CG(F, g), s^T F s at the agent's current (old) parameters."""
         policy = self.policies[i]
         params = list(policy.parameters())
-        surrogate = self._surrogate(i, batch, weights)
-        g = flat_grad(surrogate, params).detach()
+        # one forward serves the surrogate and the KL graph (same ops, same numbers as two)
+        dist = policy.dist(batch.obs)
+        surrogate = self._surrogate(i, batch, weights, dist)
+        g = flat_grad(surrogate, params, retain_graph=True).detach()
         base = float(surrogate.detach())
         if not torch.any(g != 0):
             return Direction(g, torch.zeros_like(g), 0.0, base)
         fvp = fisher_vector_product(
-            lambda: self._mean_kl(i, batch), params, self.settings.cg_damping
+            lambda: batch.old_dist.kl(dist).mean(), params, self.settings.cg_damping
         )
         s = conjugate_gradient(fvp, g, self.settings.cg_iters).detach()
         sfs = float(torch.dot(s, fvp(s)))
@@ -134,14 +139,21 @@ class SequentialUpdate:
     def step(
         self, i: int, batch: AgentBatch, weights: torch.Tensor, radius: float, direction: Direction
     ) -> StepOutcome:
-        """A tentative trust-region step (parameters restored; the caller commits)."""
+        """A tentative trust-region step (parameters restored; the caller commits). An accepted
+        step carries its per-sample ratio pi_new / pi_old, so committing it costs no forward."""
+        last_ratio: list[torch.Tensor] = []
 
         @torch.no_grad()
         def evaluate() -> tuple[float, float]:
-            return float(self._surrogate(i, batch, weights)), float(self._mean_kl(i, batch))
+            # one forward for both (the same ops as _surrogate and _mean_kl)
+            dist = self.policies[i].dist(batch.obs)
+            ratio = torch.exp(dist.log_prob(batch.actions) - batch.old_log_probs)
+            last_ratio[:] = [ratio]
+            surrogate = torch.mean(ratio * weights)
+            return float(surrogate), float(batch.old_dist.kl(dist).mean())
 
         st = self.settings
-        return line_search(
+        outcome = line_search(
             self.policies[i],
             flat_params(self.policies[i]),
             direction,
@@ -151,6 +163,9 @@ class SequentialUpdate:
             backtrack=st.ls_backtrack,
             accept_ratio=st.accept_ratio,
         )
+        if outcome.accepted:  # the search stops at the accepted candidate: its ratio is the last
+            outcome.ratio = last_ratio[0]
+        return outcome
 
     @torch.no_grad()
     def ratio(self, i: int, batch: AgentBatch) -> torch.Tensor:
@@ -235,7 +250,8 @@ class SequentialUpdate:
                     out = self.step(i, batches[i], weights, radius, get_direction(i, weights))
                 if out.accepted:
                     set_flat_params(self.policies[i], out.params)
-                    factor = factor * self.ratio(i, batches[i])
+                    ratio = out.ratio if out.ratio is not None else self.ratio(i, batches[i])
+                    factor = factor * ratio
                     version += 1
                     weights = (factor * advantages).detach()
                 tracker.commit(radius, out.kl)

@@ -1,0 +1,233 @@
+"""Where a MaMuJoCo training iteration spends its time, per method (HATRPO / -W / -G).
+
+    python benchmarks/mamujoco_profile.py                       # Ant 2x4 and HalfCheetah 6x1
+    python benchmarks/mamujoco_profile.py --tasks ant-2x4 --iterations 8 --repeats 3
+    python benchmarks/mamujoco_profile.py --label before --out /tmp/before.json   # A/B a change
+
+Runs the real :class:`~kl_alloc.rl.Trainer` (preset "mamujoco", 20 copies x 200 steps, one torch
+thread) for ``--iterations`` iterations after one warm-up iteration, with timers wrapped around
+the pieces (nothing in the library changes). Times are CPU seconds of the (single) thread: on a
+shared 2-core machine wall-clock seconds measure the neighbours as much as the code; the wall
+seconds per iteration are recorded too.
+
+- ``env_step``: ``env.step`` (MuJoCo simulation + the adapter); ``policy_forward``: the rest of
+  the rollout (observation normalisation, the batched policy forward, sampling, buffers);
+- ``critic``: value predictions, GAE and the critic fit;
+- ``actor`` split into ``direction`` (surrogate gradient, Fisher graph, CG), ``line_search``
+  and ``actor_other`` (M updates, old-policy snapshots, bookkeeping);
+- ``solver``: the allocator's call into the solver core.
+
+``--repeats`` runs each method that many times, interleaved (H, W, G, H, W, G, ...), so load
+from other processes hits every method alike; the table gives the median seconds per
+iteration over repeats and the W/G overhead ratios against HATRPO. ``fingerprint`` (a hash of
+the final parameters) lets two code versions be checked for identical numerics.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import platform
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+TASKS = {"ant-2x4": ("Ant", "2x4"), "halfcheetah-6x1": ("HalfCheetah", "6x1")}
+ALGOS = ("hatrpo", "hatrpo-w", "hatrpo-g")
+PARTS = (
+    "env_step",
+    "policy_forward",
+    "critic",
+    "direction",
+    "line_search",
+    "actor_other",
+    "solver",
+    "other",
+)
+
+
+class Timers:
+    """Accumulates wall-clock and CPU (thread) seconds of wrapped methods. CPU time is what
+    the numbers are based on: the machine is shared, and wall-clock seconds then measure the
+    neighbours as much as the code (torch runs on this one thread)."""
+
+    def __init__(self) -> None:
+        self.wall: dict[str, float] = {}
+        self.cpu: dict[str, float] = {}
+
+    def wrap(self, obj: Any, name: str, key: str) -> None:
+        """Replace ``obj.name`` by a timed version (instance attribute)."""
+        inner = getattr(obj, name)
+
+        def timed(*args, **kwargs):
+            w0, c0 = time.perf_counter(), time.thread_time()
+            try:
+                return inner(*args, **kwargs)
+            finally:
+                self.wall[key] = self.wall.get(key, 0.0) + time.perf_counter() - w0
+                self.cpu[key] = self.cpu.get(key, 0.0) + time.thread_time() - c0
+
+        setattr(obj, name, timed)
+
+    def take(self) -> tuple[dict[str, float], dict[str, float]]:
+        out = self.wall, self.cpu
+        self.wall, self.cpu = {}, {}
+        return out
+
+
+def fingerprint(trainer) -> str:
+    h = hashlib.sha256()
+    for policy in trainer.policies:
+        for p in policy.parameters():
+            h.update(p.detach().numpy().tobytes())
+    for p in trainer.critic.parameters():
+        h.update(p.detach().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def profile_run(task: str, algo: str, iterations: int, seed: int) -> dict[str, Any]:
+    from kl_alloc.envs import make_env
+    from kl_alloc.rl import Trainer, TrainerConfig
+
+    torch.set_num_threads(1)
+    scenario, conf = TASKS[task]
+    cfg = TrainerConfig.for_env("mamujoco", eval_every=0)
+    env = make_env("mamujoco", num_envs=cfg.num_envs, seed=seed, scenario=scenario,
+                   agent_conf=conf)  # fmt: skip
+    trainer = Trainer(env, algo=algo, config=cfg, seed=seed)
+    timers = Timers()
+    timers.wrap(env, "step", "env_step")
+    timers.wrap(trainer.collector, "collect", "rollout")
+    timers.wrap(trainer.critic, "values", "critic_values")
+    timers.wrap(trainer.critic, "fit", "critic_fit")
+    timers.wrap(trainer.updater, "run", "actor")
+    timers.wrap(trainer.updater, "direction", "direction")
+    timers.wrap(trainer.updater, "step", "line_search")
+    timers.wrap(trainer.allocator, "allocate", "solver")
+    timers.wrap(trainer, "_iteration", "total")
+    trainer.collector.reset(seed)
+    trainer._started = True
+    per_iter: list[dict[str, float]] = []
+    for k in range(iterations + 1):  # the first one pays numba / torch warm-up: dropped
+        trainer._iteration()
+        wall, cpu = timers.take()
+        if k == 0:
+            continue
+        g = cpu.get
+        row = {
+            "env_step": g("env_step", 0.0),
+            "policy_forward": g("rollout", 0.0) - g("env_step", 0.0),
+            "critic": g("critic_values", 0.0) + g("critic_fit", 0.0),
+            "direction": g("direction", 0.0),
+            "line_search": g("line_search", 0.0),
+            "actor_other": g("actor", 0.0)
+            - g("direction", 0.0)
+            - g("line_search", 0.0)
+            - g("solver", 0.0),
+            "solver": g("solver", 0.0),
+        }
+        row["other"] = g("total", 0.0) - sum(row.values())  # GAE, snapshots, bookkeeping
+        row["total"] = g("total", 0.0)
+        row["total_wall"] = wall["total"]
+        per_iter.append(row)
+    mean = {k: float(np.mean([p[k] for p in per_iter])) for k in per_iter[0]}
+    return {"seconds": mean, "fingerprint": fingerprint(trainer), "iterations": iterations}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--tasks", default=",".join(TASKS))
+    parser.add_argument("--algos", default=",".join(ALGOS))
+    parser.add_argument("--iterations", type=int, default=6)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--label", default="")
+    parser.add_argument(
+        "--code", type=Path, help="import kl_alloc from this checkout (A/B another commit)"
+    )
+    parser.add_argument(
+        "--out", type=Path, default=ROOT / "benchmarks/results/mamujoco_profile.json"
+    )
+    args = parser.parse_args(argv)
+    if args.code is not None:
+        sys.path.insert(0, str(args.code.resolve()))
+    tasks = [t for t in args.tasks.split(",") if t]
+    algos = [a for a in args.algos.split(",") if a]
+    import kl_alloc
+
+    print(f"kl_alloc from {Path(kl_alloc.__file__).parent}", flush=True)
+    results: dict[str, Any] = {}
+    for task in tasks:
+        samples: dict[str, list[dict[str, Any]]] = {a: [] for a in algos}
+        for rep in range(args.repeats):
+            for algo in algos:
+                res = profile_run(task, algo, args.iterations, args.seed)
+                samples[algo].append(res)
+                print(f"{task} {algo} repeat {rep}: {res['seconds']['total']:.3f} CPU s/iter "
+                      f"({res['seconds']['total_wall']:.3f} wall) "
+                      f"[{res['fingerprint']}]", flush=True)  # fmt: skip
+        rows = {}
+        for algo, runs in samples.items():
+            totals = [r["seconds"]["total"] for r in runs]
+            walls = [r["seconds"]["total_wall"] for r in runs]
+            best = runs[int(np.argsort(totals)[len(totals) // 2])]  # the median repeat
+            seconds = best["seconds"]
+            rows[algo] = {
+                "seconds_per_iter": float(np.median(totals)),
+                "seconds_per_iter_repeats": totals,
+                "wall_seconds_per_iter": float(np.median(walls)),
+                "wall_seconds_per_iter_repeats": walls,
+                "parts": {k: seconds[k] for k in PARTS},
+                "share": {k: seconds[k] / seconds["total"] for k in PARTS},
+                "fingerprints": sorted({r["fingerprint"] for r in runs}),
+            }
+        base = rows.get("hatrpo", {}).get("seconds_per_iter")
+        for row in rows.values():
+            row["ratio_vs_hatrpo"] = row["seconds_per_iter"] / base if base else None
+        results[task] = rows
+
+    header = f"{'task':16} {'method':9} {'CPU s/it':>8} {'ratio':>6} " + " ".join(
+        f"{p[:10]:>10}" for p in PARTS
+    )
+    print(header)
+    for task, rows in results.items():
+        for algo, row in rows.items():
+            ratio = row["ratio_vs_hatrpo"]
+            print(
+                f"{task:16} {algo:9} {row['seconds_per_iter']:8.3f} "
+                f"{'-' if ratio is None else f'{ratio:.2f}':>6} "
+                + " ".join(f"{100 * row['share'][p]:9.1f}%" for p in PARTS)
+            )
+    payload = {
+        "command": "python benchmarks/mamujoco_profile.py " + shlex.join(sys.argv[1:]),
+        "label": args.label,
+        "code": str(Path(kl_alloc.__file__).parents[1]),
+        "iterations": args.iterations,
+        "repeats": args.repeats,
+        "seed": args.seed,
+        "load_avg": list(os.getloadavg()),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "results": results,
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(payload, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
