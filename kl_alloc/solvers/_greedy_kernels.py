@@ -5,24 +5,184 @@ each receiving min(r_i, what is left) of the budget T, where r_i is its request 
 Agents with equal scores form a tie block that shares what is left in proportion to r_i, so the
 answer does not depend on the input order.
 
-The served set is found without sorting: a three-way quickselect on the scores finds the critical
-score theta, the largest block score with sum_{s_i >= theta} r_i > T (expected O(n)). Then every
-candidate with s_i > theta gets r_i, the block s_i == theta shares T - sum_{s_i > theta} r_i, the
-rest get 0. This is exactly the greedy sweep (Dantzig's fractional-knapsack rule).
+The served set is found without sorting: theta, the largest block score with
+sum_{s_i >= theta} r_i > T, splits the candidates; every candidate with s_i > theta gets r_i, the
+block s_i == theta shares T - sum_{s_i > theta} r_i, the rest get 0. This is exactly the greedy
+sweep (Dantzig's fractional-knapsack rule). theta comes from a three-way quickselect over
+(score, request) pairs (expected O(n)); long rows first narrow the candidates to a thin score
+band around theta estimated from a sorted sample (Floyd-Rivest style), so the selection only
+touches a few percent of them.
+
+Reductions use fastmath={'reassoc'} (vectorised sums; the order is fixed by the compiled loop,
+so a row gives the same bits alone or in a batch).
 """
 
 import numpy as np
 from numba import njit, prange
 
 INF = np.inf
+FM = {"reassoc"}
 
 OK = 0
 E_IMPROVEMENTS, E_DIVERGENCES, E_REQUESTS, E_TOTAL, E_EPS = -1, -2, -3, -4, -5
 
+# rows at least this long narrow the candidates with a sample first
+SAMPLE_MIN = 8192
+SAMPLE_SIZE = 2048
+
+
+@njit(cache=True, fastmath=FM, error_model="numpy")
+def _scores(L, D, eps, req, scores):
+    """Validation count, scores, and the total request of the candidates (L > 0)."""
+    nbad = 0
+    R = 0.0
+    for i in range(L.shape[0]):
+        li = L[i]
+        di = D[i]
+        ri = req[i]
+        ok = (li > -INF) & (li < INF) & (di >= 0.0) & (di < INF) & (ri >= 0.0) & (ri < INF)
+        nbad += 0 if ok else 1
+        scores[i] = li / (di + eps)
+        R += ri if li > 0.0 else 0.0
+    return nbad, R
+
 
 @njit(cache=True)
-def greedy_row(L, D, T, eps, req, delta, scores, idx):
-    """Validate and solve one row into delta and scores; idx is int64 scratch of length >= n.
+def _first_bad(L, D, req):
+    for i in range(L.shape[0]):
+        if not (L[i] > -INF and L[i] < INF):
+            return E_IMPROVEMENTS, i
+        if not (D[i] >= 0.0 and D[i] < INF):
+            return E_DIVERGENCES, i
+        if not (req[i] >= 0.0 and req[i] < INF):
+            return E_REQUESTS, i
+    return 0, -1
+
+
+@njit(cache=True, fastmath=FM, error_model="numpy")
+def _assign(L, req, scores, theta, frac, full, delta):
+    """delta from theta (full: everyone with L > 0 gets its request); returns sum(delta)."""
+    S = 0.0
+    for i in range(L.shape[0]):
+        s = scores[i]
+        r = req[i]
+        d = r if (full or s > theta) else (r * frac if s == theta else 0.0)
+        d = d if L[i] > 0.0 else 0.0
+        delta[i] = d
+        S += d
+    return S
+
+
+@njit(cache=True)
+def _gather(L, req, scores, lo, hi, sc, rq):
+    """Copy the candidates with lo <= score <= hi into (sc, rq); sum the requests above hi.
+    Returns (m, A_above)."""
+    m = 0
+    A = 0.0
+    for i in range(L.shape[0]):
+        s = scores[i]
+        r = req[i]
+        cand = (L[i] > 0.0) & (r > 0.0)
+        A += r if (cand and s > hi) else 0.0
+        sc[m] = s
+        rq[m] = r
+        m += 1 if (cand and s >= lo and s <= hi) else 0
+    return m, A
+
+
+@njit(cache=True)
+def _select(sc, rq, m, T, A):
+    """Three-way quickselect for theta on the pairs (sc, rq)[:m], where A is the request of
+    the candidates above all of them and A <= T < A + sum(rq[:m]). Returns (theta, A_gt, R_eq):
+    the requests strictly above theta and in its block."""
+    a = 0
+    b = m
+    while True:
+        # median-of-three pivot score
+        p0 = sc[a]
+        p1 = sc[(a + b - 1) >> 1]
+        p2 = sc[b - 1]
+        if p0 > p1:
+            p0, p1 = p1, p0
+        if p1 > p2:
+            p1 = p2
+            if p0 > p1:
+                p1 = p0
+        p = p1
+        # three-way partition of [a, b): [a, gt) > p, [gt, lt) == p, [lt, b) < p
+        gt = a
+        i = a
+        lt = b
+        R_gt = 0.0
+        R_eq = 0.0
+        while i < lt:
+            s = sc[i]
+            r = rq[i]
+            if s > p:
+                sc[i] = sc[gt]
+                rq[i] = rq[gt]
+                sc[gt] = s
+                rq[gt] = r
+                gt += 1
+                i += 1
+                R_gt += r
+            elif s < p:
+                lt -= 1
+                sc[i] = sc[lt]
+                rq[i] = rq[lt]
+                sc[lt] = s
+                rq[lt] = r
+            else:
+                i += 1
+                R_eq += r
+        if A + R_gt > T:
+            b = gt
+        elif A + R_gt + R_eq > T or lt == b:  # (lt == b: nothing below, rounding)
+            return p, A + R_gt, R_eq
+        else:
+            A += R_gt + R_eq
+            a = lt
+
+
+@njit(cache=True)
+def _sample_band(L, req, scores, T):
+    """Score band [lo, hi] that should hold theta: sort a strided sample of candidates by
+    score, find where their cumulative request crosses the budget scaled to the sample, and
+    widen by 4 standard deviations of that position (plus 16); a side that reaches the end of
+    the sample stays open. (0, -1) when the sample is unusable."""
+    n = L.shape[0]
+    step = n // SAMPLE_SIZE
+    ss = np.empty(SAMPLE_SIZE)
+    rs = np.empty(SAMPLE_SIZE)
+    k = 0
+    for j in range(SAMPLE_SIZE):
+        i = j * step + step // 2
+        if L[i] > 0.0 and req[i] > 0.0:
+            ss[k] = scores[i]
+            rs[k] = req[i]
+            k += 1
+    if k < 64:
+        return 0.0, -1.0
+    order = np.argsort(-ss[:k], kind="mergesort")
+    Ts = T * SAMPLE_SIZE / n
+    acc = 0.0
+    p = k
+    for j in range(k):
+        acc += rs[order[j]]
+        if acc > Ts:
+            p = j
+            break
+    g = int(4.0 * np.sqrt(p + 1.0)) + 16
+    if p - g <= 0 and p + g >= k - 1:  # the band would span the whole sample
+        return 0.0, -1.0
+    hi = ss[order[p - g]] if p - g > 0 else INF
+    lo = ss[order[p + g]] if p + g < k - 1 else -INF
+    return lo, hi
+
+
+@njit(cache=True)
+def greedy_row(L, D, T, eps, req, delta, scores, sc, rq):
+    """Validate and solve one row into delta and scores; sc, rq: float scratch, length >= n.
 
     Returns (status, critical, residual, bad_index).
     """
@@ -31,125 +191,65 @@ def greedy_row(L, D, T, eps, req, delta, scores, idx):
         return E_TOTAL, 0.0, 0.0, -1
     if not (eps > 0.0 and eps < INF):
         return E_EPS, 0.0, 0.0, -1
-    for i in range(n):
-        li = L[i]
-        di = D[i]
-        ri = req[i]
-        if not (li > -INF and li < INF):
-            return E_IMPROVEMENTS, 0.0, 0.0, i
-        if not (di >= 0.0 and di < INF):
-            return E_DIVERGENCES, 0.0, 0.0, i
-        if not (ri >= 0.0 and ri < INF):
-            return E_REQUESTS, 0.0, 0.0, i
-    # scores, the candidate list and their total request
-    m = 0
-    R = 0.0
-    for i in range(n):
-        s = L[i] / (D[i] + eps)
-        scores[i] = s
-        r = req[i]
-        if L[i] > 0.0 and r > 0.0:
-            idx[m] = i
-            m += 1
-            R += r
+    nbad, R = _scores(L, D, eps, req, scores)
+    if nbad > 0:
+        code, i = _first_bad(L, D, req)
+        return code, 0.0, 0.0, i
     if R <= T:  # everyone is served in full
-        S = 0.0
-        for i in range(n):
-            d = req[i] if (L[i] > 0.0 and req[i] > 0.0) else 0.0
-            delta[i] = d
-            S += d
+        S = _assign(L, req, scores, 0.0, 1.0, True, delta)
         return OK, 0.0, S - T, -1
-    # quickselect for theta on idx[a:b]; A = requests strictly above the current range
-    a = 0
-    b = m
+    m = 0
     A = 0.0
-    theta = 0.0
-    R_eq = 0.0
-    while True:
-        # median-of-three pivot score
-        p0 = scores[idx[a]]
-        p1 = scores[idx[(a + b - 1) >> 1]]
-        p2 = scores[idx[b - 1]]
-        if p0 > p1:
-            p0, p1 = p1, p0
-        if p1 > p2:
-            p1 = p2
-            if p0 > p1:
-                p1 = p0
-        p = p1
-        # three-way partition of idx[a:b]: [a, gt) > p, [gt, lt) == p, [lt, b) < p
-        gt = a
-        i = a
-        lt = b
-        R_gt = 0.0
-        R_eq = 0.0
-        while i < lt:
-            k = idx[i]
-            s = scores[k]
-            if s > p:
-                idx[i] = idx[gt]
-                idx[gt] = k
-                gt += 1
-                i += 1
-                R_gt += req[k]
-            elif s < p:
-                lt -= 1
-                idx[i] = idx[lt]
-                idx[lt] = k
-            else:
-                i += 1
-                R_eq += req[k]
-        if A + R_gt > T:
-            b = gt
-        elif A + R_gt + R_eq > T or lt == b:  # (lt == b: nothing below, rounding)
-            A += R_gt
-            theta = p
-            break
-        else:
-            A += R_gt + R_eq
-            a = lt
-    frac = min((T - A) / R_eq, 1.0)
-    S = 0.0
-    for i in range(n):
-        d = 0.0
-        if L[i] > 0.0:
-            s = scores[i]
-            if s > theta:
-                d = req[i]
-            elif s == theta:
-                d = req[i] * frac
-        delta[i] = d
-        S += d
+    if n >= SAMPLE_MIN:
+        lo, hi = _sample_band(L, req, scores, T)
+        if lo <= hi:
+            m, A = _gather(L, req, scores, lo, hi, sc, rq)
+            R_mid = 0.0
+            for j in range(m):
+                R_mid += rq[j]
+            if not (A <= T and A + R_mid > T and m > 0):
+                m = 0  # the band missed theta: select over all the candidates
+    if m == 0:
+        m, A = _gather(L, req, scores, -INF, INF, sc, rq)
+    theta, A_gt, R_eq = _select(sc, rq, m, T, A)
+    frac = min((T - A_gt) / R_eq, 1.0)
+    S = _assign(L, req, scores, theta, frac, False, delta)
     return OK, theta, S - T, -1
 
 
 @njit(cache=True)
 def greedy_1d(L, D, T, eps, req, delta, scores):
-    idx = np.empty(L.shape[0], dtype=np.int64)
-    return greedy_row(L, D, T, eps, req, delta, scores, idx)
+    n = L.shape[0]
+    return greedy_row(L, D, T, eps, req, delta, scores, np.empty(n), np.empty(n))
 
 
-PARALLEL_MIN_ELEMENTS = 32768
+@njit(cache=True)
+def greedy_2d_serial(L, D, T, eps, req, delta, scores, crit, resid, status, bad):
+    """Rows of (B, n) inputs solved independently, scratch shared across rows."""
+    B, n = L.shape
+    sc = np.empty(n)
+    rq = np.empty(n)
+    for b in range(B):
+        st, th, r, k = greedy_row(L[b], D[b], T[b], eps, req[b], delta[b], scores[b], sc, rq)
+        status[b] = st
+        crit[b] = th
+        resid[b] = r
+        bad[b] = k
 
 
 @njit(cache=True, parallel=True)
-def greedy_2d(L, D, T, eps, req, delta, scores, crit, resid, status, bad, nchunks):
-    """Rows of (B, n) inputs solved independently, in nchunks contiguous chunks of rows."""
+def greedy_2d_parallel(L, D, T, eps, req, delta, scores, crit, resid, status, bad, nchunks):
+    """greedy_2d_serial over nchunks contiguous chunks of rows under prange (scratch per chunk)."""
     B, n = L.shape
-    if B * n >= PARALLEL_MIN_ELEMENTS and nchunks > 1:
-        for t in prange(nchunks):
-            idx = np.empty(n, dtype=np.int64)
-            for b in range(t * B // nchunks, (t + 1) * B // nchunks):
-                st, th, r, k = greedy_row(L[b], D[b], T[b], eps, req[b], delta[b], scores[b], idx)
-                status[b] = st
-                crit[b] = th
-                resid[b] = r
-                bad[b] = k
-    else:
-        idx = np.empty(n, dtype=np.int64)
-        for b in range(B):
-            st, th, r, k = greedy_row(L[b], D[b], T[b], eps, req[b], delta[b], scores[b], idx)
+    for t in prange(nchunks):
+        sc = np.empty(n)
+        rq = np.empty(n)
+        for b in range(t * B // nchunks, (t + 1) * B // nchunks):
+            st, th, r, k = greedy_row(L[b], D[b], T[b], eps, req[b], delta[b], scores[b], sc, rq)
             status[b] = st
             crit[b] = th
             resid[b] = r
             bad[b] = k
+
+
+PARALLEL_MIN_ELEMENTS = 32768

@@ -5,10 +5,15 @@ S is continuous, piecewise linear and non-decreasing; on the piece that contains
 S(mu) = s*mu + K with slope s = sum of w_i over the active agents (lo_i < w_i*mu - c_i < hi_i)
 and K = sum of the bounds of the clipped agents - sum of c_i over the active ones.
 
-Every parameter c, lo, hi is either a float64 scalar or a float64 array; ``_at`` specialises the
-kernels for each combination at compile time, so the scalar case costs nothing per element.
-All arithmetic is strict IEEE (no fastmath) so that a row gives the same bits whether it is solved
-alone, inside a batch, serially or under ``prange``.
+Every parameter c, lo, hi is either a float64 scalar or a C-contiguous float64 array; ``_at``
+specialises the kernels for each combination at compile time (a scalar costs nothing per
+element).
+
+Floating point: element-wise values (w_i*mu - c_i, the clip) are strict IEEE, no FMA contraction.
+Only the reductions (sums over agents) are compiled with ``fastmath={'reassoc'}`` so that they
+vectorise (4-6x faster passes); their association order is fixed by the compiled loop, so a row
+gives the same bits alone or in a batch, serially or under ``prange``, but may differ in the last
+bits between machines with different vector widths.
 """
 
 import numpy as np
@@ -17,20 +22,26 @@ from numba.extending import overload
 
 INF = np.inf
 EPS = 2.220446049250313e-16
+DBL_MAX = 1.7976931348623157e308
+# fastmath flags for the reductions: reassociation only (no nnan/ninf: the NaN checks must stay)
+FM = {"reassoc"}
 
 # status codes (>= 0: a defined answer; < 0: invalid input, raised by the Python wrapper)
 OK, MAXITER, SATURATED, ZERO_WEIGHTS = 0, 1, 2, 3
 E_WEIGHTS, E_FLOORS, E_LOWER, E_UPPER, E_TOTAL, E_INFEASIBLE, E_TOL, E_MAXITER = range(-1, -9, -1)
 E_RANGE = -9  # the level is not representable (weights tiny against total + floors)
-DBL_MAX = 1.7976931348623157e308
 EXACT, BISECT = 0, 1
+
+# rows at least this long start the exact method from a sample (see _newton_sampled)
+SAMPLE_MIN = 16384
+SAMPLE_SIZE = 2048
 
 
 def _at(x, i):  # pragma: no cover - the Python version is only used with NUMBA_DISABLE_JIT
     return x if np.ndim(x) == 0 else x[i]
 
 
-@overload(_at, inline="always")
+@overload(_at)
 def _ol_at(x, i):
     if isinstance(x, types.Float):
         return lambda x, i: x
@@ -43,7 +54,7 @@ def _row(x, b):  # pragma: no cover
     return x if np.ndim(x) == 0 else x[b]
 
 
-@overload(_row, inline="always")
+@overload(_row)
 def _ol_row(x, b):
     if isinstance(x, types.Float):
         return lambda x, b: x
@@ -52,7 +63,103 @@ def _ol_row(x, b):
     return None
 
 
+def _empty_like(x, m):  # pragma: no cover
+    return x if np.ndim(x) == 0 else np.empty(m)
+
+
+@overload(_empty_like)
+def _ol_empty_like(x, m):
+    if isinstance(x, types.Float):
+        return lambda x, m: x
+    if isinstance(x, types.Array):
+        return lambda x, m: np.empty(m)
+    return None
+
+
+def _put(x, k, v):  # pragma: no cover
+    if np.ndim(x):
+        x[k] = v
+
+
+@overload(_put)
+def _ol_put(x, k, v):
+    if isinstance(x, types.Float):
+        return lambda x, k, v: None
+    if isinstance(x, types.Array):
+
+        def impl(x, k, v):
+            x[k] = v
+
+        return impl
+    return None
+
+
+def _strided(x, off, step, m):  # pragma: no cover
+    return x if np.ndim(x) == 0 else np.ascontiguousarray(x[off::step][:m])
+
+
+@overload(_strided)
+def _ol_strided(x, off, step, m):
+    if isinstance(x, types.Float):
+        return lambda x, off, step, m: x
+    if isinstance(x, types.Array):
+        return lambda x, off, step, m: np.ascontiguousarray(x[off::step][:m])
+    return None
+
+
+# ------------------------------------------------------------------------------ passes
+
+
+@njit(cache=True, fastmath=FM, error_model="numpy")
+def _scan(w, c, lo, hi):
+    """Validation and the sums the solver needs, branch-free so it vectorises.
+
+    Returns (nbad, W, C, L, L0, H): bad elements, sum w, sum of c over w > 0, sum lo, sum of lo
+    over w == 0, and max S = sum of hi over w > 0 + sum of lo over w == 0.
+    """
+    nbad = 0
+    W = 0.0
+    C = 0.0
+    L = 0.0
+    L0 = 0.0
+    H = 0.0
+    for i in range(w.shape[0]):
+        wi = w[i]
+        ci = _at(c, i)
+        li = _at(lo, i)
+        hi_ = _at(hi, i)
+        ok = (wi >= 0.0) & (wi < INF) & (ci >= 0.0) & (ci < INF) & (li >= 0.0) & (li < INF)
+        ok = ok & (hi_ >= li)
+        nbad += 0 if ok else 1
+        pos = wi > 0.0
+        W += wi
+        C += ci if pos else 0.0
+        L += li
+        L0 += 0.0 if pos else li
+        H += hi_ if pos else li
+    return nbad, W, C, L, L0, H
+
+
 @njit(cache=True)
+def _first_bad(w, c, lo, hi):
+    """(code, index) of the first invalid element (only called when _scan found one)."""
+    for i in range(w.shape[0]):
+        wi = w[i]
+        ci = _at(c, i)
+        li = _at(lo, i)
+        hi_ = _at(hi, i)
+        if not (wi >= 0.0 and wi < INF):
+            return E_WEIGHTS, i
+        if not (ci >= 0.0 and ci < INF):
+            return E_FLOORS, i
+        if not (li >= 0.0 and li < INF):
+            return E_LOWER, i
+        if not (hi_ >= li):
+            return E_UPPER, i
+    return 0, -1
+
+
+@njit(cache=True, fastmath=FM, error_model="numpy")
 def _evaluate(w, c, lo, hi, mu):
     """One pass: S(mu), and the slope s and intercept K of the piece that contains mu."""
     S = 0.0
@@ -64,20 +171,77 @@ def _evaluate(w, c, lo, hi, mu):
         li = _at(lo, i)
         hi_ = _at(hi, i)
         x = wi * mu - ci
-        if x <= li:
-            S += li
-            K += li
-        elif x >= hi_:
-            S += hi_
-            K += hi_
-        else:
-            S += x
-            s += wi
-            K -= ci
+        d = min(max(x, li), hi_)
+        act = (x > li) & (x < hi_)
+        S += d
+        s += wi if act else 0.0
+        K += -ci if act else d
     return S, s, K
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath=FM, error_model="numpy")
+def _evaluate_sq(w, c, lo, hi, mu):
+    """S(mu), its slope, and sum of delta_i(mu)^2 (for the sampling error of the sample)."""
+    S = 0.0
+    s = 0.0
+    Q = 0.0
+    for i in range(w.shape[0]):
+        wi = w[i]
+        x = wi * mu - _at(c, i)
+        li = _at(lo, i)
+        hi_ = _at(hi, i)
+        d = min(max(x, li), hi_)
+        S += d
+        s += wi if (x > li) & (x < hi_) else 0.0
+        Q += d * d
+    return S, s, Q
+
+
+@njit(cache=True, fastmath=FM, error_model="numpy")
+def _scan_evaluate2(w, c, lo, hi, mu_a, mu_b):
+    """_scan fused with S and its piece at two levels: one read of the data instead of three."""
+    nbad = 0
+    W = 0.0
+    C = 0.0
+    L = 0.0
+    L0 = 0.0
+    H = 0.0
+    Sa = 0.0
+    sa = 0.0
+    Ka = 0.0
+    Sb = 0.0
+    sb = 0.0
+    Kb = 0.0
+    for i in range(w.shape[0]):
+        wi = w[i]
+        ci = _at(c, i)
+        li = _at(lo, i)
+        hi_ = _at(hi, i)
+        ok = (wi >= 0.0) & (wi < INF) & (ci >= 0.0) & (ci < INF) & (li >= 0.0) & (li < INF)
+        ok = ok & (hi_ >= li)
+        nbad += 0 if ok else 1
+        pos = wi > 0.0
+        W += wi
+        C += ci if pos else 0.0
+        L += li
+        L0 += 0.0 if pos else li
+        H += hi_ if pos else li
+        xa = wi * mu_a - ci
+        da = min(max(xa, li), hi_)
+        acta = (xa > li) & (xa < hi_)
+        Sa += da
+        sa += wi if acta else 0.0
+        Ka += -ci if acta else da
+        xb = wi * mu_b - ci
+        db = min(max(xb, li), hi_)
+        actb = (xb > li) & (xb < hi_)
+        Sb += db
+        sb += wi if actb else 0.0
+        Kb += -ci if actb else db
+    return nbad, W, C, L, L0, H, Sa, sa, Ka, Sb, sb, Kb
+
+
+@njit(cache=True, fastmath=FM, error_model="numpy")
 def _write(w, c, lo, hi, mu, out):
     """delta = clip(w*mu - c, lo, hi) into out; returns sum(delta)."""
     S = 0.0
@@ -88,17 +252,18 @@ def _write(w, c, lo, hi, mu, out):
     return S
 
 
-@njit(cache=True)
-def _write_saturated(w, lo, hi, out):
+@njit(cache=True, fastmath=FM, error_model="numpy")
+def _write_fixed(w, lo, hi, saturated, out):
+    """delta = lo (or, if saturated, hi where w > 0) into out; returns sum(delta)."""
     S = 0.0
     for i in range(w.shape[0]):
-        d = _at(hi, i) if w[i] > 0.0 else _at(lo, i)
+        d = _at(hi, i) if (saturated and w[i] > 0.0) else _at(lo, i)
         out[i] = d
         S += d
     return S
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _upper_level(w, c, hi, T):
     """A level b with S(b) >= T whenever max S >= T: max over w_i > 0 of (min(hi_i, T) + c_i)/w_i.
 
@@ -109,24 +274,56 @@ def _upper_level(w, c, hi, T):
     b = 0.0
     for i in range(w.shape[0]):
         wi = w[i]
-        if wi > 0.0:
-            v = (min(_at(hi, i), T) + _at(c, i)) / wi
-            if v > b:
-                b = v
+        v = (min(_at(hi, i), T) + _at(c, i)) / wi if wi > 0.0 else 0.0
+        b = max(b, v)
     return b
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _saturation_level(w, c, hi):
     """Smallest level at which every positive-weight agent sits at its (finite) upper bound."""
     b = 0.0
     for i in range(w.shape[0]):
         wi = w[i]
-        if wi > 0.0:
-            v = (_at(hi, i) + _at(c, i)) / wi
-            if v > b:
-                b = v
+        v = (_at(hi, i) + _at(c, i)) / wi if wi > 0.0 else 0.0
+        b = max(b, v)
     return b
+
+
+@njit(cache=True)
+def _compact(w, c, lo, hi, mu_a, mu_b, sw, sc, slo, shi):
+    """Fix every agent whose regime cannot change for mu in [mu_a, mu_b]; copy the others.
+
+    Returns (m, s_fix, K_fix): the m undetermined agents are in sw/sc/slo/shi[:m] and, on the
+    bracket, S(mu) = s_fix*mu + K_fix + S_sub(mu) exactly as a function (at the ends of the
+    bracket an agent that touches a bound has the same value either way).
+    """
+    m = 0
+    s_fix = 0.0
+    K_fix = 0.0
+    for i in range(w.shape[0]):
+        wi = w[i]
+        ci = _at(c, i)
+        li = _at(lo, i)
+        hi_ = _at(hi, i)
+        xa = wi * mu_a - ci
+        xb = wi * mu_b - ci
+        at_lo = xb <= li
+        at_hi = xa >= hi_
+        active = (xa >= li) & (xb <= hi_)
+        fixed = at_lo | at_hi | active
+        s_fix += wi if (active and not (at_lo or at_hi)) else 0.0
+        K_fix += li if at_lo else (hi_ if at_hi else (-ci if active else 0.0))
+        # branch-free compaction: always write, advance only for undetermined agents
+        sw[m] = wi
+        _put(sc, m, ci)
+        _put(slo, m, li)
+        _put(shi, m, hi_)
+        m += 0 if fixed else 1
+    return m, s_fix, K_fix
+
+
+# ------------------------------------------------------------------------------ root finding
 
 
 @njit(cache=True)
@@ -141,27 +338,29 @@ def _midpoint(a, b):
 
 
 @njit(cache=True)
-def _newton(w, c, lo, hi, T, L, L0, C, W, tol, max_iter):
-    """Safeguarded Newton on S(mu) = T: each step jumps to the root of the current linear piece
-    and is taken only strictly inside the bracket [lo_b, hi_b]; otherwise a regula-falsi step
-    on the bracket, alternating with bisection so that the bracket at least halves every two
-    fallback steps. Ends when a Newton step lands on the piece it was computed from."""
-    lo_b = 0.0
-    S_lo = L  # S(0)
-    hi_b = INF
-    S_hi = INF
-    mu = (T - L0 + C) / W  # root when every positive-weight agent is active
+def _newton(w, c, lo, hi, T, s_fix, K_fix, mu, lo_b, S_lo, hi_b, S_hi, tol, max_iter, it0):
+    """Safeguarded Newton on s_fix*mu + K_fix + S(mu) = T in the bracket [lo_b, hi_b].
+
+    Each step jumps to the root of the current linear piece and is taken only strictly inside
+    the bracket; otherwise a regula-falsi step on the bracket, alternating with bisection so
+    that the bracket at least halves every two fallback steps. Ends when a Newton step lands on
+    the piece it was computed from (its root is then the root of S), when S(mu) == T exactly,
+    or when the Newton step from mu moves mu by less than 4 ulps.
+    Returns (mu, iterations, status).
+    """
     newton = False
     last_secant = False
     s_prev = -1.0
     K_prev = 0.0
-    it = 0
+    it = it0
     while it < max_iter:
         it += 1
         S, s, K = _evaluate(w, c, lo, hi, mu)
+        S += s_fix * mu + K_fix
+        s += s_fix
+        K += K_fix
         r = S - T
         if r == 0.0 or (newton and s == s_prev and K == K_prev):
-            # same piece as the one whose root we stepped to: mu is that root, exactly
             return mu, it, OK
         mu_n = mu
         if s > 0.0:
@@ -179,7 +378,7 @@ def _newton(w, c, lo, hi, T, L, L0, C, W, tol, max_iter):
         newton = s > 0.0 and mu_n > lo_b and mu_n < hi_b
         if not newton:
             if hi_b == INF:  # no upper bracket yet: jump to a provable one
-                hi_b = min(_upper_level(w, c, hi, T) * (1.0 + 8.0 * EPS), DBL_MAX)
+                hi_b = min(_upper_level(w, c, hi, T - K_fix) * (1.0 + 8.0 * EPS), DBL_MAX)
                 S_hi = INF
                 mu_n = hi_b
                 last_secant = False
@@ -224,6 +423,124 @@ def _bisect(w, c, lo, hi, T, L, W, tol, max_iter):
 
 
 @njit(cache=True)
+def _sample_bracket(w, c, lo, hi, T):
+    """Guess a narrow bracket [mu_a, mu_b] for the root from a strided sample of SAMPLE_SIZE
+    agents: solve the sample problem (budget scaled by m/n), then widen by 4 standard errors of
+    the sample sum, converted to a level width through the sample slope. Returns (0, 0) when
+    the sample problem is degenerate."""
+    n = w.shape[0]
+    step = n // SAMPLE_SIZE
+    m = SAMPLE_SIZE
+    off = step // 2
+    ws = np.ascontiguousarray(w[off::step][:m])
+    cs = _strided(c, off, step, m)
+    los = _strided(lo, off, step, m)
+    his = _strided(hi, off, step, m)
+    nbad, W, C, L, L0, H = _scan(ws, cs, los, his)
+    Ts = T * m / n
+    if nbad > 0 or W == 0.0 or not (L < Ts and H > Ts):
+        return 0.0, 0.0
+    mu0 = (Ts - L0 + C) / W
+    mu, it, st = _newton(ws, cs, los, his, Ts, 0.0, 0.0, mu0, 0.0, L, INF, INF, 1e-12, 60, 0)
+    if st != OK or not (mu < INF):
+        return 0.0, 0.0
+    S, s, Q = _evaluate_sq(ws, cs, los, his, mu)
+    var = max(Q / m - (S / m) ** 2, 0.0)
+    se = 4.0 * np.sqrt(var * m) + 4.0 * EPS * Ts  # 4 standard errors of the sample sum
+    if not (s > 0.0):
+        return 0.0, 0.0
+    dmu = se / s
+    return max(mu - dmu, 0.0), mu + dmu
+
+
+@njit(cache=True)
+def _solve_large(w, c, lo, hi, T, tol, max_iter):
+    """Exact method for long rows: a sample guesses a bracket, one fused pass validates and
+    checks it, a second pass fixes every agent whose regime cannot change inside it, and the
+    Newton iteration runs on the few undetermined agents only. Falls back to plain Newton on
+    the full row when the sample's bracket misses the root.
+
+    Returns (code, mu, iterations, status, W, L, L0, H, C) where code < 0 is an input error and
+    code == 1 means "degenerate: let the caller handle it" (the sums are valid then)."""
+    mu_a, mu_b = _sample_bracket(w, c, lo, hi, T)
+    nbad, W, C, L, L0, H, Sa, sa, Ka, Sb, sb, Kb = _scan_evaluate2(w, c, lo, hi, mu_a, mu_b)
+    if nbad > 0:
+        return -1, 0.0, 0, MAXITER, W, L, L0, H, C
+    if W == 0.0 or L >= T or H <= T:
+        return 1, 0.0, 0, MAXITER, W, L, L0, H, C
+    it = 1
+    if mu_b > mu_a and Sa <= T and T <= Sb:
+        n = w.shape[0]
+        sw = np.empty(n)
+        sc = _empty_like(c, n)
+        slo = _empty_like(lo, n)
+        shi = _empty_like(hi, n)
+        m, s_fix, K_fix = _compact(w, c, lo, hi, mu_a, mu_b, sw, sc, slo, shi)
+        it += 1
+        # start from the Newton point of the end closer to T
+        mu = mu_a + (T - Sa) / (Sb - Sa) * (mu_b - mu_a) if Sb > Sa else mu_a
+        if not (mu >= mu_a and mu <= mu_b):
+            mu = 0.5 * (mu_a + mu_b)
+        mu, it, st = _newton(
+            sw[:m],
+            _take(sc, m),
+            _take(slo, m),
+            _take(shi, m),
+            T,
+            s_fix,
+            K_fix,
+            mu,
+            mu_a,
+            Sa,
+            mu_b,
+            Sb,
+            tol,
+            max_iter,
+            it,
+        )
+        return 0, mu, it, st, W, L, L0, H, C
+    # the sample missed: keep what the fused pass learnt as the starting bracket
+    lo_b = 0.0
+    S_lo = L
+    hi_b = INF
+    S_hi = INF
+    if mu_b > mu_a:
+        if Sa <= T:
+            lo_b = mu_a
+            S_lo = Sa
+        else:
+            hi_b = mu_a
+            S_hi = Sa
+        if Sb <= T:
+            lo_b = mu_b
+            S_lo = Sb
+        elif mu_b < hi_b:
+            hi_b = mu_b
+            S_hi = Sb
+    mu = (T - L0 + C) / W
+    if not (mu > lo_b and mu < hi_b):
+        mu = _midpoint(lo_b, hi_b) if hi_b < INF else max(mu, 2.0 * lo_b)
+    mu, it, st = _newton(w, c, lo, hi, T, 0.0, 0.0, mu, lo_b, S_lo, hi_b, S_hi, tol, max_iter, it)
+    return 0, mu, it, st, W, L, L0, H, C
+
+
+def _take(x, m):  # pragma: no cover
+    return x if np.ndim(x) == 0 else x[:m]
+
+
+@overload(_take)
+def _ol_take(x, m):
+    if isinstance(x, types.Float):
+        return lambda x, m: x
+    if isinstance(x, types.Array):
+        return lambda x, m: x[:m]
+    return None
+
+
+# ------------------------------------------------------------------------------ one row
+
+
+@njit(cache=True)
 def solve_row(w, T, c, lo, hi, method, tol, max_iter, out):
     """Validate and solve one row; write delta into out.
 
@@ -237,55 +554,38 @@ def solve_row(w, T, c, lo, hi, method, tol, max_iter, out):
         return E_TOL, 0.0, 0, 0.0, -1
     if max_iter < 1:
         return E_MAXITER, 0.0, 0, 0.0, -1
-    # validation pass, gathering the sums the solver needs
-    W = 0.0  # sum of the positive weights
-    C = 0.0  # sum of c over positive weights
-    L = 0.0  # sum of all lower bounds
-    L0 = 0.0  # sum of lower bounds of zero-weight agents
-    H = 0.0  # max of S: hi over positive weights + lo over zero weights
-    for i in range(n):
-        wi = w[i]
-        ci = _at(c, i)
-        li = _at(lo, i)
-        hi_ = _at(hi, i)
-        if not (wi >= 0.0 and wi < INF):
-            return E_WEIGHTS, 0.0, 0, 0.0, i
-        if not (ci >= 0.0 and ci < INF):
-            return E_FLOORS, 0.0, 0, 0.0, i
-        if not (li >= 0.0 and li < INF):
-            return E_LOWER, 0.0, 0, 0.0, i
-        if not (hi_ >= li):  # also catches NaN; +inf is allowed
-            return E_UPPER, 0.0, 0, 0.0, i
-        L += li
-        if wi > 0.0:
-            W += wi
-            C += ci
-            H += hi_
-        else:
-            L0 += li
-            H += li
+    large = method == EXACT and n >= SAMPLE_MIN
+    if large:
+        code, mu, it, status, W, L, L0, H, C = _solve_large(w, c, lo, hi, T, tol, max_iter)
+        nbad = 1 if code < 0 else 0
+    else:
+        nbad, W, C, L, L0, H = _scan(w, c, lo, hi)
+    if nbad > 0:
+        code, i = _first_bad(w, c, lo, hi)
+        return code, 0.0, 0, 0.0, i
     # feasibility, with a rounding allowance on the sum of the lower bounds
     if L > T + 2.0 * (n + 1) * EPS * L:
         return E_INFEASIBLE, 0.0, 0, L - T, -1
     if W == 0.0:
-        S = _write(w, c, lo, lo, 0.0, out)
+        S = _write_fixed(w, lo, hi, False, out)
         return ZERO_WEIGHTS, 0.0, 0, S - T, -1
     if L >= T:  # the lower bounds already spend the budget (to rounding)
-        S = _write(w, c, lo, lo, 0.0, out)
+        S = _write_fixed(w, lo, hi, False, out)
         return OK, 0.0, 0, S - T, -1
     if H <= T:
-        S = _write_saturated(w, lo, hi, out)
+        S = _write_fixed(w, lo, hi, True, out)
         mu = _saturation_level(w, c, hi)
         st = OK if S >= T - 2.0 * (n + 1) * EPS * T else SATURATED
         return st, mu, 0, S - T, -1
-
-    # now sum(lo) = S(0) < T < max S, so a root exists and mu = 0 is a lower bracket
-    status = MAXITER
-    it = 0
-    if method == EXACT:
-        mu, it, status = _newton(w, c, lo, hi, T, L, L0, C, W, tol, max_iter)
-    else:
-        mu, it, status = _bisect(w, c, lo, hi, T, L, W, tol, max_iter)
+    # now sum(lo) = S(0) < T < max S: a root exists and mu = 0 is a lower bracket
+    if not large:
+        if method == EXACT:
+            mu0 = (T - L0 + C) / W  # the root when every positive-weight agent is active
+            mu, it, status = _newton(
+                w, c, lo, hi, T, 0.0, 0.0, mu0, 0.0, L, INF, INF, tol, max_iter, 0
+            )
+        else:
+            mu, it, status = _bisect(w, c, lo, hi, T, L, W, tol, max_iter)
     if not (mu < INF):
         return E_RANGE, mu, it, 0.0, -1
     S = _write(w, c, lo, hi, mu, out)
@@ -295,36 +595,37 @@ def solve_row(w, T, c, lo, hi, method, tol, max_iter, out):
     return status, mu, it, S - T, -1
 
 
-@njit(cache=True)
-def solve_1d(w, T, c, lo, hi, method, tol, max_iter, out):
-    return solve_row(w, T, c, lo, hi, method, tol, max_iter, out)
-
-
-# rows per call above which the batch runs under prange (B*n elements)
+# batches of at least this many elements (B*n) run under prange (serial below: a parallel
+# region costs 1-2 us hot and far more after the pool idled, see solver-notes section 8)
 PARALLEL_MIN_ELEMENTS = 32768
 
 
-@njit(cache=True, parallel=True)
-def solve_2d(w, T, c, lo, hi, method, tol, max_iter, out, level, iters, resid, status, bad):
+@njit(cache=True)
+def solve_2d_serial(w, T, c, lo, hi, method, tol, max_iter, out, level, iters, resid, status, bad):
     """Rows of w (B, n) solved independently; c, lo, hi are floats or (B, n) arrays."""
-    B = w.shape[0]
-    if B * w.shape[1] >= PARALLEL_MIN_ELEMENTS:
-        for b in prange(B):
-            st, mu, it, r, k = solve_row(
-                w[b], T[b], _row(c, b), _row(lo, b), _row(hi, b), method, tol, max_iter, out[b]
-            )
-            status[b] = st
-            level[b] = mu
-            iters[b] = it
-            resid[b] = r
-            bad[b] = k
-    else:
-        for b in range(B):
-            st, mu, it, r, k = solve_row(
-                w[b], T[b], _row(c, b), _row(lo, b), _row(hi, b), method, tol, max_iter, out[b]
-            )
-            status[b] = st
-            level[b] = mu
-            iters[b] = it
-            resid[b] = r
-            bad[b] = k
+    for b in range(w.shape[0]):
+        st, mu, it, r, k = solve_row(
+            w[b], T[b], _row(c, b), _row(lo, b), _row(hi, b), method, tol, max_iter, out[b]
+        )
+        status[b] = st
+        level[b] = mu
+        iters[b] = it
+        resid[b] = r
+        bad[b] = k
+
+
+@njit(cache=True, parallel=True)
+def solve_2d_parallel(
+    w, T, c, lo, hi, method, tol, max_iter, out, level, iters, resid, status, bad
+):
+    """solve_2d_serial with the rows under prange (a separate function, so that serial-only use
+    never pays for compiling the parallel one)."""
+    for b in prange(w.shape[0]):
+        st, mu, it, r, k = solve_row(
+            w[b], T[b], _row(c, b), _row(lo, b), _row(hi, b), method, tol, max_iter, out[b]
+        )
+        status[b] = st
+        level[b] = mu
+        iters[b] = it
+        resid[b] = r
+        bad[b] = k

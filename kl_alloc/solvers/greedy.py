@@ -115,7 +115,7 @@ def _greedy_batched(L, D, total, eps, req):
     resid = np.empty(B)
     status = np.empty(B, dtype=np.int64)
     bad = np.empty(B, dtype=np.int64)
-    K.greedy_2d(
+    args = (
         L.reshape(B, n),
         D.reshape(B, n),
         T,
@@ -127,8 +127,12 @@ def _greedy_batched(L, D, total, eps, req):
         resid,
         status,
         bad,
-        numba.get_num_threads(),
     )
+    nthreads = numba.get_num_threads()
+    if B * n >= K.PARALLEL_MIN_ELEMENTS and nthreads > 1 and B > 1:
+        K.greedy_2d_parallel(*args, min(nthreads, B))
+    else:
+        K.greedy_2d_serial(*args)
     if B and status.min() < 0:
         b = int(np.argmax(status < 0))
         row = tuple(int(i) for i in np.unravel_index(b, bshape))

@@ -29,6 +29,8 @@ from kl_alloc.solvers.results import WaterFillResult
 __all__ = ["water_fill"]
 
 _METHODS = {"exact": K.EXACT, "bisect": K.BISECT}
+_solve_1d = K.solve_row
+_F64 = np.float64
 _new_result = tuple.__new__
 _ND = np.ndarray
 
@@ -73,7 +75,7 @@ def water_fill(
     *,
     floors=0.0,
     lower=0.0,
-    upper=np.inf,
+    upper=float("inf"),
     method: str = "exact",
     tol: float = 1e-12,
     max_iter: int = 200,
@@ -113,6 +115,40 @@ def water_fill(
     NaN/inf, negative weights/floors/lower/total, ``upper < lower``, ``sum(lower) > total``, a
     non-numeric dtype or a shape that does not broadcast. Inputs are never modified.
     """
+    w = weights
+    # fast path: one 1-D float64 problem with the default method/tol/max_iter and parameters
+    # given as floats or matching float64 arrays; one njit call, no numpy-side validation
+    if (
+        type(w) is _ND
+        and w.dtype is F8
+        and w.ndim == 1
+        and w.flags.c_contiguous
+        and method == "exact"
+        and tol == 1e-12
+        and max_iter == 200
+        and (type(floors) is float or _is_param(floors, w))
+        and type(lower) is float
+        and (type(upper) is float or _is_param(upper, w))
+    ):
+        if type(total) is not float:
+            if type(total) is not _F64:
+                return _water_fill_general(
+                    weights, total, floors, lower, upper, method, tol, max_iter
+                )
+            total = float(total)  # numba unboxes a Python float faster than an np.float64
+        out = np.empty(w.shape[0])
+        st, mu, it, r, bad = _solve_1d(w, total, floors, lower, upper, 0, 1e-12, 200, out)
+        if st < 0:
+            _raise(st, bad, None, _argdict(w, total, floors, lower, upper, tol, max_iter, r))
+        return _new_result(WaterFillResult, (out, mu, it, st != 1, r, st))
+    return _water_fill_general(weights, total, floors, lower, upper, method, tol, max_iter)
+
+
+def _is_param(x, w) -> bool:
+    return type(x) is _ND and x.dtype is F8 and x.shape == w.shape and x.flags.c_contiguous
+
+
+def _water_fill_general(weights, total, floors, lower, upper, method, tol, max_iter):
     m = _METHODS.get(method) if type(method) is str else None
     if m is None:
         raise ValueError(f"method must be 'exact' or 'bisect', got {method!r}")
@@ -127,18 +163,31 @@ def water_fill(
         max_iter = int(max_iter)
     if w.ndim == 1:
         n = w.shape[0]
-        T = total if type(total) is float else as_float(total, "total")
-        c = floors if type(floors) is float else param_1d(floors, "floors", n)
-        lo = lower if type(lower) is float else param_1d(lower, "lower", n)
-        hi = upper if type(upper) is float else param_1d(upper, "upper", n)
+        T = as_float(total, "total")
+        c = param_1d(floors, "floors", n)
+        lo = param_1d(lower, "lower", n)
+        hi = param_1d(upper, "upper", n)
+        c, lo, hi = _fewer_variants(c, lo, hi, (n,))
         out = np.empty(n)
-        st, mu, it, r, bad = K.solve_1d(w, T, c, lo, hi, m, tol, max_iter, out)
+        st, mu, it, r, bad = _solve_1d(w, T, c, lo, hi, m, tol, max_iter, out)
         if st < 0:
             _raise(st, bad, None, _argdict(weights, T, floors, lower, upper, tol, max_iter, r))
-        return _new_result(WaterFillResult, (out, mu, it, st <= 0 or st > 1, r, st))
+        return _new_result(WaterFillResult, (out, mu, it, st != 1, r, st))
     if w.ndim == 0:
         raise ValueError("weights must have at least one dimension (shape (..., n))")
     return _water_fill_batched(weights, w, total, floors, lower, upper, m, tol, max_iter)
+
+
+def _fewer_variants(c, lo, hi, shape):
+    """Array lower bounds come with array floors and uppers: each (float | array)^3 combination
+    is a separate compiled kernel (5-10 s of JIT each on this machine), and per-agent lower
+    bounds are rare, so they share the all-array variant; 5 variants instead of 8."""
+    if type(lo) is not float:
+        if type(c) is float:
+            c = np.full(shape, c)
+        if type(hi) is float:
+            hi = np.full(shape, hi)
+    return c, lo, hi
 
 
 def _argdict(weights, T, floors, lower, upper, tol, max_iter, excess):
@@ -163,6 +212,7 @@ def _water_fill_batched(weights, w, total, floors, lower, upper, m, tol, max_ite
     c = param_nd(floors, "floors", shape)
     lo = param_nd(lower, "lower", shape)
     hi = param_nd(upper, "upper", shape)
+    c, lo, hi = _fewer_variants(c, lo, hi, shape)
     w2 = w.reshape(B, n)
     c2 = c if type(c) is float else c.reshape(B, n)
     lo2 = lo if type(lo) is float else lo.reshape(B, n)
@@ -173,7 +223,8 @@ def _water_fill_batched(weights, w, total, floors, lower, upper, m, tol, max_ite
     resid = np.empty(B)
     status = np.empty(B, dtype=np.int64)
     bad = np.empty(B, dtype=np.int64)
-    K.solve_2d(w2, T, c2, lo2, hi2, m, tol, max_iter, out, level, iters, resid, status, bad)
+    solve = K.solve_2d_parallel if B * n >= K.PARALLEL_MIN_ELEMENTS else K.solve_2d_serial
+    solve(w2, T, c2, lo2, hi2, m, tol, max_iter, out, level, iters, resid, status, bad)
     if B and status.min() < 0:
         b = int(np.argmax(status < 0))
         row = np.unravel_index(b, bshape)
