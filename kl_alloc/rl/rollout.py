@@ -20,6 +20,16 @@ from kl_alloc.rl.normalization import RunningMeanStd
 from kl_alloc.rl.policies import Policy, actions_to_numpy
 
 
+def _aligned(array: np.ndarray) -> torch.Tensor:
+    """A C-contiguous float32 tensor in torch's own (64-byte aligned) memory.
+
+    MKL's small matrix products round differently depending on the input's layout (the env
+    may hand over Fortran-ordered or strided views; elementwise numpy ops keep that order) and
+    its alignment (numpy buffers: 16 bytes at best). A network fed such memory gives last-bit
+    differences between an uninterrupted run and a resumed one, which then drift apart."""
+    return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32)).clone()
+
+
 @dataclass
 class Rollout:
     """One iteration's data. Per-agent tensors are flattened over (T, N) -> T * N samples in
@@ -88,7 +98,7 @@ class RolloutCollector:
 
     def policy_obs(self, obs: list[np.ndarray]) -> list[torch.Tensor]:
         """Observations as the policies see them, without updating the statistics (evaluation)."""
-        return [torch.from_numpy(self._norm_obs(i, o, False)) for i, o in enumerate(obs)]
+        return [_aligned(self._norm_obs(i, o, False)) for i, o in enumerate(obs)]
 
     # -- collection -----------------------------------------------------------------------------
     @torch.no_grad()
@@ -118,7 +128,7 @@ class RolloutCollector:
             state_buf[t] = torch.from_numpy(self.norm_state(self._state, update=True))
             actions = []
             for i, policy in enumerate(self.policies):
-                o = torch.from_numpy(self._norm_obs(i, self._obs[i], update=True))
+                o = _aligned(self._norm_obs(i, self._obs[i], update=True))
                 obs_buf[i][t] = o
                 dist = policy.dist(o)
                 a = dist.sample(n, generator)
@@ -153,12 +163,12 @@ class RolloutCollector:
             ],
             log_probs=[b.reshape(horizon * n) for b in logp_buf],
             states=state_buf.reshape(horizon * n, s),
-            last_states=torch.from_numpy(self.norm_state(self._state)),
+            last_states=_aligned(self.norm_state(self._state)),
             rewards=rewards,
             terminated=terminated,
             truncated=truncated,
             truncated_at=np.concatenate(trunc_at) if trunc_at else np.zeros((0, 2), np.int64),
-            truncated_states=torch.from_numpy(
+            truncated_states=_aligned(
                 np.concatenate(trunc_states) if trunc_states else np.zeros((0, s), np.float32)
             ),
             episode_returns=ep_returns,
