@@ -361,11 +361,34 @@ def collect(args: argparse.Namespace) -> dict[str, Any]:
             )
             spi = m["seconds_per_iter_median"]
             m["overhead_vs_hatrpo"] = spi / base_spi if (spi and base_spi) else None
+        # partial results: every method's mean evaluation return at the last evaluation step
+        # that all started runs of the task have reached (same seeds' progress, same x)
+        curves = {
+            (algo, r["seed"]): dict(
+                zip(
+                    r["_data"].eval_env_steps.tolist(),
+                    r["_data"].eval_return_mean.tolist(),
+                    strict=True,
+                )
+            )
+            for algo, m in methods.items()
+            for r in m["runs"]
+            if "_data" in r
+        }
+        common = set.intersection(*(set(c) for c in curves.values())) if curves else set()
+        at_common = None
+        if common:
+            step = max(common)
+            at_common = {"env_steps": int(step)}
+            for algo in methods:
+                vals = [c[step] for (a, _), c in curves.items() if a == algo]
+                at_common[algo] = {"mean": float(np.mean(vals)), "n": len(vals)} if vals else None
         var_g = methods.get("hatrpo-g", {}).get("final_return", {}).get("var")
         var_w = methods.get("hatrpo-w", {}).get("final_return", {}).get("var")
         tasks[task] = {
             "methods": methods,
             "variance_ratio_g_over_w": var_g / var_w if (var_g is not None and var_w) else None,
+            "at_common_step": at_common,
         }
     return tasks
 
@@ -385,14 +408,15 @@ def _markdown(tasks: dict[str, Any], meta: dict[str, Any]) -> str:
         "Final return = mean of the last 10% of a run's deterministic evaluations (10 episodes "
         "every 25 iterations), over finished seeds: mean +- std (min..max). s/iter = median over "
         "seeds of each run's mean seconds per iteration (first iteration excluded); runs share "
-        "a 2-core machine (two at a time), so seconds are noisy.",
+        "a 2-core machine (two at a time), so seconds are noisy: the CPU-time overheads are in "
+        "mamujoco_profile.md.",
         "",
     ]
     for task, t in tasks.items():
         lines += [f"## {task}", ""]
         lines.append(
             "| method | finished seeds | final return | vs HATRPO | variance over seeds "
-            "| s/iter | overhead vs HATRPO | time shares (rollout/actor/critic/solver) |"
+            "| s/iter | s/iter vs HATRPO | time shares (rollout/actor/critic/solver) |"
         )
         lines.append("|---|---|---|---|---|---|---|---|")
         for algo, m in t["methods"].items():
@@ -415,9 +439,21 @@ def _markdown(tasks: dict[str, Any], meta: dict[str, Any]) -> str:
                 f"| {LABELS.get(algo, algo)} | {n_done}/{len(m['runs'])} | {ret} | "
                 f"{'-' if imp is None else f'{imp:+.1f}%'} | {_fmt(fr['var'], '.4g')} | "
                 f"{_fmt(m['seconds_per_iter_median'], '.2f')} | "
-                f"{_fmt(m['overhead_vs_hatrpo'], '.2f')}x | {share} |"
+                f"{_fmt(m['overhead_vs_hatrpo'], '.2f')} | {share} |"
             )
         lines += ["", f"Variance ratio G/W: {_fmt(t['variance_ratio_g_over_w'], '.3g')}", ""]
+        common = t.get("at_common_step")
+        if common:
+            parts = [
+                f"{LABELS.get(a, a)} {v['mean']:.1f} (n={v['n']})"
+                for a, v in common.items()
+                if a != "env_steps" and v
+            ]
+            lines += [
+                f"At {common['env_steps']:,} env steps (the last evaluation every started run "
+                f"has reached): " + ", ".join(parts),
+                "",
+            ]
         lines.append("| run | status | iterations | env steps | wall time | last eval |")
         lines.append("|---|---|---|---|---|---|")
         for algo, m in t["methods"].items():

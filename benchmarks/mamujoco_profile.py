@@ -2,7 +2,9 @@
 
     python benchmarks/mamujoco_profile.py                       # Ant 2x4 and HalfCheetah 6x1
     python benchmarks/mamujoco_profile.py --tasks ant-2x4 --iterations 8 --repeats 3
-    python benchmarks/mamujoco_profile.py --label before --out /tmp/before.json   # A/B a change
+    python benchmarks/mamujoco_profile.py --code /tmp/old-checkout --label before --out /tmp/a.json
+    python benchmarks/mamujoco_profile.py --label after --out /tmp/b.json
+    python benchmarks/mamujoco_profile.py --compare /tmp/a.json /tmp/b.json   # -> results .md
 
 Runs the real :class:`~kl_alloc.rl.Trainer` (preset "mamujoco", 20 copies x 200 steps, one torch
 thread) for ``--iterations`` iterations after one warm-up iteration, with timers wrapped around
@@ -26,6 +28,7 @@ the final parameters) lets two code versions be checked for identical numerics.
 from __future__ import annotations
 
 import argparse
+import ast
 import hashlib
 import json
 import os
@@ -105,7 +108,13 @@ def profile_run(task: str, algo: str, iterations: int, seed: int) -> dict[str, A
 
     torch.set_num_threads(1)
     scenario, conf = TASKS[task]
-    cfg = TrainerConfig.for_env("mamujoco", eval_every=0)
+    # "hatrpo-g:rescore=false" = a method with config overrides (Python literals)
+    algo, _, extra = algo.partition(":")
+    overrides = {
+        k: ast.literal_eval(v.capitalize() if v in ("true", "false") else v)
+        for k, v in (item.split("=") for item in extra.split(";") if item)
+    }
+    cfg = TrainerConfig.for_env("mamujoco", eval_every=0, **overrides)
     env = make_env("mamujoco", num_envs=cfg.num_envs, seed=seed, scenario=scenario,
                    agent_conf=conf)  # fmt: skip
     trainer = Trainer(env, algo=algo, config=cfg, seed=seed)
@@ -148,10 +157,54 @@ def profile_run(task: str, algo: str, iterations: int, seed: int) -> dict[str, A
     return {"seconds": mean, "fingerprint": fingerprint(trainer), "iterations": iterations}
 
 
+def compare(paths: list[Path], out: Path) -> str:
+    """A markdown table of several profile JSONs side by side (CPU s/iter, ratios, shares)."""
+    runs = [json.loads(Path(p).read_text()) for p in paths]
+    lines = [
+        "# MaMuJoCo: seconds per iteration by method, and where they go",
+        "",
+        "CPU seconds of the training thread per iteration (20 copies x 200 steps = 4000 samples, "
+        "one torch thread), median over interleaved repeats; wall-clock seconds are in the "
+        "JSONs (the machine was shared). Shares: env_step = MuJoCo + adapter, policy_forward = "
+        "the rest of the rollout, direction = gradient + Fisher graph + CG, line_search, "
+        "actor_other (M updates, bookkeeping), solver, other (GAE, snapshots).",
+        "",
+        "Runs: " + "; ".join(f"{r['label'] or i}: `{r['command']}`" for i, r in enumerate(runs)),
+        "",
+    ]
+    head = "| task | method | " + " | ".join(
+        f"{r['label'] or i} s/iter | ratio" for i, r in enumerate(runs)
+    )
+    head += " | same numbers | " + " | ".join(PARTS) + " |"
+    lines += [head, "|" + "---|" * (head.count("|") - 1)]
+    last = runs[-1]
+    for task, rows in last["results"].items():
+        for algo, row in rows.items():
+            cells = []
+            prints = set()
+            for r in runs:
+                other = r["results"].get(task, {}).get(algo)
+                if other is None:
+                    cells += ["-", "-"]
+                    continue
+                prints.add(tuple(other["fingerprints"]))
+                cells += [f"{other['seconds_per_iter']:.3f}", f"{other['ratio_vs_hatrpo']:.2f}x"]
+            same = "yes" if len(prints) == 1 else "NO"
+            shares = [f"{100 * row['share'][p]:.1f}%" for p in PARTS]
+            lines.append(f"| {task} | {algo} | " + " | ".join(cells + [same] + shares) + " |")
+    text = "\n".join(lines) + "\n"
+    out.write_text(text)
+    return text
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tasks", default=",".join(TASKS))
-    parser.add_argument("--algos", default=",".join(ALGOS))
+    parser.add_argument(
+        "--algos",
+        default=",".join(ALGOS),
+        help="methods, comma separated; METHOD:key=value;key=value adds config overrides",
+    )
     parser.add_argument("--iterations", type=int, default=6)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
@@ -162,7 +215,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--out", type=Path, default=ROOT / "benchmarks/results/mamujoco_profile.json"
     )
+    parser.add_argument("--compare", nargs="+", type=Path, help="profile JSONs -> markdown")
+    parser.add_argument("--md", type=Path, default=ROOT / "benchmarks/results/mamujoco_profile.md")
     args = parser.parse_args(argv)
+    if args.compare:
+        print(compare(args.compare, args.md))
+        return 0
     if args.code is not None:
         sys.path.insert(0, str(args.code.resolve()))
     tasks = [t for t in args.tasks.split(",") if t]
