@@ -1,0 +1,19 @@
+"""Experiment sweeps and their reports: the paper's open questions as reproducible grids.
+
+- :mod:`~kl_alloc.experiments.spec`: the sweep file (TOML) -> a list of :class:`Trial` s
+  (tasks x methods x seeds x swept :class:`~kl_alloc.rl.TrainerConfig` fields).
+- :mod:`~kl_alloc.experiments.noise`: :class:`NoisyUtilityAllocator`, multiplicative noise on
+  the allocators' utility signals (the robustness study).
+- :mod:`~kl_alloc.experiments.runner`: runs the trials as Ray tasks (local or a cluster),
+  resumable: finished trials are skipped, killed ones resume from their checkpoint.
+- :mod:`~kl_alloc.experiments.report`: aggregates run directories into the comparison table
+  (bootstrap confidence intervals, improvement and variance ratio against HATRPO, samples to a
+  threshold, seconds per iteration and the solver's share) with figures; Markdown, PNG, JSON.
+
+    kl-alloc sweep benchmarks/sweeps/eps_sensitivity.toml
+    kl-alloc report runs/sweeps/eps_sensitivity --out benchmarks/results/sweeps/eps_sensitivity
+"""
+
+from kl_alloc.experiments.spec import SpecError, SweepSpec, Trial, load_spec, parse_spec
+
+__all__ = ["SpecError", "SweepSpec", "Trial", "load_spec", "parse_spec"]

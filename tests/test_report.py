@@ -1,0 +1,106 @@
+"""The sweep report: grouping, bootstrap statistics, baseline comparison, files written."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from kl_alloc.experiments.commands import main as commands_main
+from kl_alloc.experiments.report import (
+    bootstrap_improvement,
+    bootstrap_mean_ci,
+    build_report,
+    make_report,
+    summarize_runs,
+)
+from kl_alloc.rl import Trainer, TrainerConfig
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """Plain trainer runs (no trial.json): HATRPO x 3 seeds, W x 3 seeds at two deltas, and one
+    unfinished run."""
+    root = tmp_path_factory.mktemp("runs")
+    for algo, deltas in (("hatrpo", (0.01,)), ("hatrpo-w", (0.01, 0.02))):
+        for delta in deltas:
+            for seed in range(3):
+                cfg = TrainerConfig.for_env("matrix", num_envs=400, delta=delta)
+                out = root / f"{algo}-{delta}-{seed}"
+                Trainer("matrix", algo=algo, config=cfg, seed=seed, out_dir=out).learn(
+                    4000, progress=False
+                )
+    cfg = TrainerConfig.for_env("matrix", num_envs=400)
+    t = Trainer("matrix", algo="hatrpo-g", config=cfg, seed=0, out_dir=root / "unfinished")
+    t.learn(800, progress=False, callback=lambda tr, rec: tr.iteration < 1)
+    return root
+
+
+def test_bootstrap_mean_ci_is_seeded_and_covers_the_mean():
+    x = np.random.default_rng(1).normal(3.0, 1.0, 20)
+    lo, hi = bootstrap_mean_ci(x, 2000, seed=0)
+    assert lo < x.mean() < hi
+    assert (lo, hi) == bootstrap_mean_ci(x, 2000, seed=0)
+    assert bootstrap_mean_ci([2.0], 100) == (2.0, 2.0)
+    assert all(math.isnan(v) for v in bootstrap_mean_ci([], 100))
+
+
+def test_bootstrap_improvement_point_values():
+    a, b = [1.2, 1.4, 1.0], [1.0, 0.8, 1.2]
+    out = bootstrap_improvement(a, b, 2000, seed=0)
+    assert out["improvement"] == pytest.approx((np.mean(a) - 1.0) / 1.0)
+    assert out["imp_lo"] < out["improvement"] < out["imp_hi"]
+    assert out["var_ratio"] == pytest.approx(np.var(a, ddof=1) / np.var(b, ddof=1))
+    # a negative baseline: the improvement is still relative to its magnitude
+    neg = bootstrap_improvement([-1.0, -1.0], [-2.0, -2.0], 100)
+    assert neg["improvement"] == pytest.approx(0.5)
+
+
+def test_summaries_guess_swept_fields_without_trial_json(runs):
+    summaries = summarize_runs([runs])
+    w = [s for s in summaries if s.method == "hatrpo-w"]
+    assert len(w) == 6 and {s.params["delta"] for s in w} == {0.01, 0.02}
+    assert all(s.params == {} for s in summaries if s.method == "hatrpo")
+    assert sum(not s.finished for s in summaries) == 1
+
+
+def test_report_groups_compares_and_counts(runs):
+    report = build_report([runs], resamples=500)
+    json.dumps(report, allow_nan=False)
+    (task,) = report["tasks"]
+    assert task["task"] == "matrix" and task["metric"] == "expected_reward"
+    assert task["threshold"] == pytest.approx(0.99)
+    rows = {(r["method"], json.dumps(r["params"])): r for r in task["rows"]}
+    base = rows[("hatrpo", "{}")]
+    assert base["is_baseline"] and base["n"] == 3
+    w = rows[("hatrpo-w", '{"delta": 0.02}')]
+    assert w["n"] == 3 and w["seeds"] == [0, 1, 2]
+    assert w["improvement"] == pytest.approx(
+        (w["final_mean"] - base["final_mean"]) / abs(base["final_mean"])
+    )
+    assert w["final_ci"][0] <= w["final_mean"] <= w["final_ci"][1]
+    assert w["seconds_per_iter"] > 0 and 0 <= w["time_share"]["solver"] < 1
+    # the unfinished G run is found but not aggregated
+    g = rows[("hatrpo-g", "{}")]
+    assert g["n"] == 0 and g["found"] == 1
+    assert report["runs"] == 10 and report["finished"] == 9
+
+
+def test_make_report_writes_markdown_json_and_figures(runs, tmp_path):
+    report, files = make_report([runs], tmp_path / "rep", resamples=200, title="t")
+    names = {f.name for f in files}
+    assert {"report.md", "report.json", "curves.png", "allocation.png", "sweep.png"} <= names
+    md = (tmp_path / "rep" / "report.md").read_text()
+    assert "| HATRPO-W" in md and "(baseline)" in md and "delta=0.02" in md
+
+
+def test_report_command(runs, tmp_path, capsys):
+    code = commands_main(
+        ["report", str(runs), "--out", str(tmp_path / "r"), "--resamples", "100", "--no-heatmaps"]
+    )
+    assert code == 0
+    assert "final expected_reward" in capsys.readouterr().out
+    assert not (tmp_path / "r" / "allocation.png").exists()
+    assert commands_main(["report", str(tmp_path / "missing")]) == 2
