@@ -1,0 +1,106 @@
+"""The paper-experiment scripts run end to end in a tiny mode (so they cannot rot)."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+sys.path.insert(0, str(BENCH))
+
+_runner = importlib.import_module("_runner")
+
+
+def load_script(name: str):
+    return importlib.import_module(name)
+
+
+def is_png(path: Path) -> bool:
+    return path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def matrix_tiny(tmp_path_factory):
+    root = tmp_path_factory.mktemp("matrix_bench")
+    argv = ["--seeds", "1", "--steps", "8000", "--runs-dir", str(root / "runs"),
+            "--results-dir", str(root / "results"), "--timing-iterations", "2"]  # fmt: skip
+    assert load_script("matrix_game").main(argv) == 0
+    return root
+
+
+def test_matrix_game_tiny(matrix_tiny, capsys):
+    result = json.loads((matrix_tiny / "results" / "matrix_game.json").read_text())
+    assert set(result["methods"]) == {"hatrpo", "hatrpo-w", "hatrpo-g"}
+    assert result["settings"]["steps"] == 8000
+    assert "matrix_game.py" in result["provenance"]["command"]
+    assert "--seeds 1" in result["provenance"]["command"]
+    for m in result["methods"].values():
+        (seed,) = m["per_seed"]
+        assert seed["iterations"] == 2
+        assert 0 < seed["final_expected_reward"] < 1
+        assert m["samples_to_threshold"]["n"] == 1
+    assert set(result["timing"]) == {"hatrpo", "hatrpo-w", "hatrpo-g"}
+    assert result["timing"]["hatrpo"]["iterations"] == 2
+    assert is_png(matrix_tiny / "results" / "matrix_game.png")
+    for algo in ("hatrpo", "hatrpo-w", "hatrpo-g"):
+        assert (matrix_tiny / "runs" / f"{algo}-0" / "done.json").exists()
+
+
+def test_finished_runs_are_skipped_and_stale_ones_refused(matrix_tiny):
+    runs = matrix_tiny / "runs"
+    jobs = [_runner.Job("matrix", a, 0, 8000, runs / f"{a}-0") for a in ("hatrpo", "hatrpo-w")]
+    assert all(j.status() == "done" for j in jobs)
+    assert _runner.run_jobs(jobs, runs / "logs") == {}  # nothing ran again
+    longer = _runner.Job("matrix", "hatrpo", 0, 12000, runs / "hatrpo-0")
+    assert longer.status() == "todo"  # would be extended with --resume
+    stale = _runner.Job("matrix", "hatrpo", 0, 8000, runs / "hatrpo-0", overrides={"delta": 0.02})
+    with pytest.raises(RuntimeError, match="other settings"):
+        stale.status()
+
+
+def test_differential_game_tiny(tmp_path):
+    argv = ["--seeds", "1", "--steps", "800", "--algos", "hatrpo-w", "--runs-dir",
+            str(tmp_path / "runs"), "--results-dir", str(tmp_path / "results"),
+            "--timing-iterations", "0"]  # fmt: skip
+    assert load_script("differential_game").main(argv) == 0
+    result = json.loads((tmp_path / "results" / "differential_game.json").read_text())
+    assert set(result["methods"]) == {"hatrpo-w"}
+    for m in result["methods"].values():
+        (seed,) = m["per_seed"]
+        assert len(seed["final_mean_action"]) == 2
+        assert m["global_basin"]["n"] == 1
+    assert result["timing"] is None
+    assert is_png(tmp_path / "results" / "differential_game.png")
+
+
+def test_ablation_tiny(tmp_path, capsys):
+    argv = ["--games", "matrix", "--seeds", "1", "--matrix-steps", "4000", "--factors",
+            "rescore", "--algos", "hatrpo-g", "--runs-dir", str(tmp_path / "runs"),
+            "--results-dir", str(tmp_path / "results")]  # fmt: skip
+    assert load_script("ablation").main(argv) == 0
+    result = json.loads((tmp_path / "results" / "ablation.json").read_text())
+    cells = sorted((r["factor"] or "-", str(r["value"]), r["algo"]) for r in result["rows"])
+    assert cells == [("-", "None", "hatrpo-g"), ("rescore", "False", "hatrpo-g")]
+    rescored = json.loads(
+        (tmp_path / "runs" / "matrix" / "rescore=false" / "hatrpo-g-0" / "config.json").read_text()
+    )
+    assert rescored["config"]["rescore"] is False
+    assert "| rescore" in capsys.readouterr().out
+    assert is_png(tmp_path / "results" / "ablation.png")
+
+
+@pytest.mark.parametrize(
+    "value", [None, True, False, 0.0025, 1e-6, 7, (64, 64), "grad_norm", {"a": [1, 2]}]
+)
+def test_runner_values_round_trip_through_the_cli_parser(value):
+    from kl_alloc.cli import _parse_as, config_types
+
+    key = {
+        type(None): "delta_max", bool: "rescore", float: "wf_floor", int: "cg_iters",
+        tuple: "hidden", str: "utility", dict: "env_kwargs",
+    }[type(value)]  # fmt: skip
+    assert _parse_as(_runner.format_value(value), config_types()[key], key) == value
