@@ -22,16 +22,21 @@ from numba import njit, prange
 
 INF = np.inf
 FM = {"reassoc"}
+# See _wf_kernels: kernels that do not allocate skip NRT reference counting (~90 ns per call).
+reduction = njit(cache=True, fastmath=FM, error_model="numpy", _nrt=False)
+kernel = njit(cache=True, error_model="numpy", _nrt=False)
+allocating = njit(cache=True, error_model="numpy")
 
 OK = 0
 E_IMPROVEMENTS, E_DIVERGENCES, E_REQUESTS, E_TOTAL, E_EPS = -1, -2, -3, -4, -5
+E_SHAPE = -6  # an array's length differs from n (the wrapper's fast path then falls back)
 
 # rows at least this long narrow the candidates with a sample first
 SAMPLE_MIN = 8192
-SAMPLE_SIZE = 2048
+SAMPLE_SIZE = 2048  # (the band search needs 2*SAMPLE_SIZE <= SAMPLE_MIN of scratch)
 
 
-@njit(cache=True, fastmath=FM, error_model="numpy")
+@reduction
 def _scores(L, D, eps, req, scores):
     """Validation count, scores, and the total request of the candidates (L > 0)."""
     nbad = 0
@@ -47,7 +52,7 @@ def _scores(L, D, eps, req, scores):
     return nbad, R
 
 
-@njit(cache=True)
+@kernel
 def _first_bad(L, D, req):
     for i in range(L.shape[0]):
         if not (L[i] > -INF and L[i] < INF):
@@ -59,7 +64,7 @@ def _first_bad(L, D, req):
     return 0, -1
 
 
-@njit(cache=True, fastmath=FM, error_model="numpy")
+@reduction
 def _assign(L, req, scores, theta, frac, full, delta):
     """delta from theta (full: everyone with L > 0 gets its request); returns sum(delta)."""
     S = 0.0
@@ -73,7 +78,7 @@ def _assign(L, req, scores, theta, frac, full, delta):
     return S
 
 
-@njit(cache=True)
+@kernel
 def _gather(L, req, scores, lo, hi, sc, rq):
     """Copy the candidates with lo <= score <= hi into (sc, rq); sum the requests above hi.
     Returns (m, A_above)."""
@@ -90,7 +95,7 @@ def _gather(L, req, scores, lo, hi, sc, rq):
     return m, A
 
 
-@njit(cache=True)
+@kernel
 def _select(sc, rq, m, T, A):
     """Three-way quickselect for theta on the pairs (sc, rq)[:m], where A is the request of
     the candidates above all of them and A <= T < A + sum(rq[:m]). Returns (theta, A_gt, R_eq):
@@ -144,49 +149,54 @@ def _select(sc, rq, m, T, A):
             a = lt
 
 
-@njit(cache=True)
-def _sample_band(L, req, scores, T):
-    """Score band [lo, hi] that should hold theta: sort a strided sample of candidates by
-    score, find where their cumulative request crosses the budget scaled to the sample, and
-    widen by 4 standard deviations of that position (plus 16); a side that reaches the end of
-    the sample stays open. (0, -1) when the sample is unusable."""
+@kernel
+def _sample_band(L, req, scores, T, sc, rq):
+    """Score band [lo, hi] that should hold theta, from a strided sample of the candidates: the
+    sample's own critical scores for its budget (T scaled to the sample) minus and plus 4
+    standard errors of the sample's served request; a side that runs out of sample stays open.
+    Uses sc, rq (length >= 3*SAMPLE_SIZE) as scratch. (0, -1) when the sample is unusable."""
     n = L.shape[0]
     step = n // SAMPLE_SIZE
-    ss = np.empty(SAMPLE_SIZE)
-    rs = np.empty(SAMPLE_SIZE)
     k = 0
+    R = 0.0
     for j in range(SAMPLE_SIZE):
         i = j * step + step // 2
         if L[i] > 0.0 and req[i] > 0.0:
-            ss[k] = scores[i]
-            rs[k] = req[i]
+            sc[k] = scores[i]
+            rq[k] = req[i]
+            R += req[i]
             k += 1
-    if k < 64:
-        return 0.0, -1.0
-    order = np.argsort(-ss[:k], kind="mergesort")
     Ts = T * SAMPLE_SIZE / n
-    acc = 0.0
-    p = k
-    for j in range(k):
-        acc += rs[order[j]]
-        if acc > Ts:
-            p = j
-            break
-    g = int(4.0 * np.sqrt(p + 1.0)) + 16
-    if p - g <= 0 and p + g >= k - 1:  # the band would span the whole sample
+    if k < 64 or R <= Ts:
         return 0.0, -1.0
-    hi = ss[order[p - g]] if p - g > 0 else INF
-    lo = ss[order[p + g]] if p + g < k - 1 else -INF
+    # the request of the sample's served set is a sum of ~p draws: its error ~ sqrt(sum r^2)
+    Q = 0.0
+    for j in range(k):
+        Q += rq[j] * rq[j]
+    delta = 4.0 * np.sqrt(Q * min(Ts / R, 1.0)) + 4.0 * R / k
+    hi = INF
+    lo = -INF
+    if Ts - delta > 0.0:
+        for j in range(k):  # (a slice assignment may allocate: no NRT here)
+            sc[k + j] = sc[j]
+            rq[k + j] = rq[j]
+        hi, _, _ = _select(sc[k : 2 * k], rq[k : 2 * k], k, Ts - delta, 0.0)
+    if Ts + delta < R:
+        lo, _, _ = _select(sc[:k], rq[:k], k, Ts + delta, 0.0)
+    if hi == INF and lo == -INF:
+        return 0.0, -1.0
     return lo, hi
 
 
-@njit(cache=True)
+@kernel
 def greedy_row(L, D, T, eps, req, delta, scores, sc, rq):
     """Validate and solve one row into delta and scores; sc, rq: float scratch, length >= n.
 
     Returns (status, critical, residual, bad_index).
     """
     n = L.shape[0]
+    if not (D.shape[0] == n and req.shape[0] == n and delta.shape[0] == n):
+        return E_SHAPE, 0.0, 0.0, -1
     if not (T >= 0.0 and T < INF):
         return E_TOTAL, 0.0, 0.0, -1
     if not (eps > 0.0 and eps < INF):
@@ -201,7 +211,7 @@ def greedy_row(L, D, T, eps, req, delta, scores, sc, rq):
     m = 0
     A = 0.0
     if n >= SAMPLE_MIN:
-        lo, hi = _sample_band(L, req, scores, T)
+        lo, hi = _sample_band(L, req, scores, T, sc, rq)
         if lo <= hi:
             m, A = _gather(L, req, scores, lo, hi, sc, rq)
             R_mid = 0.0
@@ -217,24 +227,29 @@ def greedy_row(L, D, T, eps, req, delta, scores, sc, rq):
     return OK, theta, S - T, -1
 
 
-@njit(cache=True)
+@allocating
 def greedy_1d(L, D, T, eps, req, delta, scores):
     n = L.shape[0]
     return greedy_row(L, D, T, eps, req, delta, scores, np.empty(n), np.empty(n))
 
 
-@njit(cache=True)
-def greedy_2d_serial(L, D, T, eps, req, delta, scores, crit, resid, status, bad):
-    """Rows of (B, n) inputs solved independently, scratch shared across rows."""
-    B, n = L.shape
-    sc = np.empty(n)
-    rq = np.empty(n)
-    for b in range(B):
+@kernel
+def _greedy_rows(L, D, T, eps, req, delta, scores, crit, resid, status, bad, b0, b1, sc, rq):
+    for b in range(b0, b1):
         st, th, r, k = greedy_row(L[b], D[b], T[b], eps, req[b], delta[b], scores[b], sc, rq)
         status[b] = st
         crit[b] = th
         resid[b] = r
         bad[b] = k
+
+
+@allocating
+def greedy_2d_serial(L, D, T, eps, req, delta, scores, crit, resid, status, bad):
+    """Rows of (B, n) inputs solved independently, scratch shared across rows."""
+    B, n = L.shape
+    sc = np.empty(n)
+    rq = np.empty(n)
+    _greedy_rows(L, D, T, eps, req, delta, scores, crit, resid, status, bad, 0, B, sc, rq)
 
 
 @njit(cache=True, parallel=True)
@@ -244,12 +259,23 @@ def greedy_2d_parallel(L, D, T, eps, req, delta, scores, crit, resid, status, ba
     for t in prange(nchunks):
         sc = np.empty(n)
         rq = np.empty(n)
-        for b in range(t * B // nchunks, (t + 1) * B // nchunks):
-            st, th, r, k = greedy_row(L[b], D[b], T[b], eps, req[b], delta[b], scores[b], sc, rq)
-            status[b] = st
-            crit[b] = th
-            resid[b] = r
-            bad[b] = k
+        _greedy_rows(
+            L,
+            D,
+            T,
+            eps,
+            req,
+            delta,
+            scores,
+            crit,
+            resid,
+            status,
+            bad,
+            t * B // nchunks,
+            (t + 1) * B // nchunks,
+            sc,
+            rq,
+        )
 
 
 PARALLEL_MIN_ELEMENTS = 32768

@@ -25,11 +25,20 @@ EPS = 2.220446049250313e-16
 DBL_MAX = 1.7976931348623157e308
 # fastmath flags for the reductions: reassociation only (no nnan/ninf: the NaN checks must stay)
 FM = {"reassoc"}
+# Kernels that never allocate are compiled without NRT reference counting (_nrt=False): with it,
+# every call that passes arrays costs ~90 ns of atomic incref/decref (measured), which is most of
+# a small solve. Only _sample_bracket and _solve_large allocate (scratch), and they return
+# scalars, so the arrays they create never outlive them.
+reduction = njit(cache=True, fastmath=FM, error_model="numpy", _nrt=False)
+kernel = njit(cache=True, error_model="numpy", _nrt=False)
+allocating = njit(cache=True, error_model="numpy")
 
 # status codes (>= 0: a defined answer; < 0: invalid input, raised by the Python wrapper)
 OK, MAXITER, SATURATED, ZERO_WEIGHTS = 0, 1, 2, 3
 E_WEIGHTS, E_FLOORS, E_LOWER, E_UPPER, E_TOTAL, E_INFEASIBLE, E_TOL, E_MAXITER = range(-1, -9, -1)
 E_RANGE = -9  # the level is not representable (weights tiny against total + floors)
+E_SHAPE = -10  # a parameter array's length differs from n (the wrapper's fast path then
+# falls back to the general path, which broadcasts or raises)
 EXACT, BISECT = 0, 1
 
 # rows at least this long start the exact method from a sample (see _newton_sampled)
@@ -54,7 +63,7 @@ def _row(x, b):  # pragma: no cover
     return x if np.ndim(x) == 0 else x[b]
 
 
-@overload(_row)
+@overload(_row, inline="always")
 def _ol_row(x, b):
     if isinstance(x, types.Float):
         return lambda x, b: x
@@ -110,7 +119,7 @@ def _ol_strided(x, off, step, m):
 # ------------------------------------------------------------------------------ passes
 
 
-@njit(cache=True, fastmath=FM, error_model="numpy")
+@reduction
 def _scan(w, c, lo, hi):
     """Validation and the sums the solver needs, branch-free so it vectorises.
 
@@ -140,7 +149,7 @@ def _scan(w, c, lo, hi):
     return nbad, W, C, L, L0, H
 
 
-@njit(cache=True)
+@kernel
 def _first_bad(w, c, lo, hi):
     """(code, index) of the first invalid element (only called when _scan found one)."""
     for i in range(w.shape[0]):
@@ -159,7 +168,7 @@ def _first_bad(w, c, lo, hi):
     return 0, -1
 
 
-@njit(cache=True, fastmath=FM, error_model="numpy")
+@reduction
 def _evaluate(w, c, lo, hi, mu):
     """One pass: S(mu), and the slope s and intercept K of the piece that contains mu."""
     S = 0.0
@@ -179,7 +188,7 @@ def _evaluate(w, c, lo, hi, mu):
     return S, s, K
 
 
-@njit(cache=True, fastmath=FM, error_model="numpy")
+@reduction
 def _evaluate_sq(w, c, lo, hi, mu):
     """S(mu), its slope, and sum of delta_i(mu)^2 (for the sampling error of the sample)."""
     S = 0.0
@@ -197,7 +206,7 @@ def _evaluate_sq(w, c, lo, hi, mu):
     return S, s, Q
 
 
-@njit(cache=True, fastmath=FM, error_model="numpy")
+@reduction
 def _scan_evaluate2(w, c, lo, hi, mu_a, mu_b):
     """_scan fused with S and its piece at two levels: one read of the data instead of three."""
     nbad = 0
@@ -241,7 +250,7 @@ def _scan_evaluate2(w, c, lo, hi, mu_a, mu_b):
     return nbad, W, C, L, L0, H, Sa, sa, Ka, Sb, sb, Kb
 
 
-@njit(cache=True, fastmath=FM, error_model="numpy")
+@reduction
 def _write(w, c, lo, hi, mu, out):
     """delta = clip(w*mu - c, lo, hi) into out; returns sum(delta)."""
     S = 0.0
@@ -252,7 +261,7 @@ def _write(w, c, lo, hi, mu, out):
     return S
 
 
-@njit(cache=True, fastmath=FM, error_model="numpy")
+@reduction
 def _write_fixed(w, lo, hi, saturated, out):
     """delta = lo (or, if saturated, hi where w > 0) into out; returns sum(delta)."""
     S = 0.0
@@ -263,7 +272,7 @@ def _write_fixed(w, lo, hi, saturated, out):
     return S
 
 
-@njit(cache=True, error_model="numpy")
+@kernel
 def _upper_level(w, c, hi, T):
     """A level b with S(b) >= T whenever max S >= T: max over w_i > 0 of (min(hi_i, T) + c_i)/w_i.
 
@@ -279,7 +288,7 @@ def _upper_level(w, c, hi, T):
     return b
 
 
-@njit(cache=True, error_model="numpy")
+@kernel
 def _saturation_level(w, c, hi):
     """Smallest level at which every positive-weight agent sits at its (finite) upper bound."""
     b = 0.0
@@ -290,7 +299,7 @@ def _saturation_level(w, c, hi):
     return b
 
 
-@njit(cache=True)
+@kernel
 def _compact(w, c, lo, hi, mu_a, mu_b, sw, sc, slo, shi):
     """Fix every agent whose regime cannot change for mu in [mu_a, mu_b]; copy the others.
 
@@ -326,7 +335,7 @@ def _compact(w, c, lo, hi, mu_a, mu_b, sw, sc, slo, shi):
 # ------------------------------------------------------------------------------ root finding
 
 
-@njit(cache=True)
+@kernel
 def _midpoint(a, b):
     """Bisection point of [a, b]: geometric while b > 4a (so a bracket spanning hundreds of
     decades, e.g. from a tiny weight, costs a few steps, not hundreds), arithmetic after."""
@@ -337,7 +346,7 @@ def _midpoint(a, b):
     return a + 0.5 * (b - a)  # (a + b)/2 could overflow near the largest float
 
 
-@njit(cache=True)
+@kernel
 def _newton(w, c, lo, hi, T, s_fix, K_fix, mu, lo_b, S_lo, hi_b, S_hi, tol, max_iter, it0):
     """Safeguarded Newton on s_fix*mu + K_fix + S(mu) = T in the bracket [lo_b, hi_b].
 
@@ -398,7 +407,7 @@ def _newton(w, c, lo, hi, T, s_fix, K_fix, mu, lo_b, S_lo, hi_b, S_hi, tol, max_
     return mu, it, MAXITER
 
 
-@njit(cache=True)
+@kernel
 def _bisect(w, c, lo, hi, T, L, W, tol, max_iter):
     """Bisection on [a, b] with S(a) <= T <= S(b): a = (T - sum lo)/W (S(mu) <= sum lo + W*mu),
     b from _upper_level. Stops when |S(mu) - T| <= tol*T or the bracket is two adjacent floats."""
@@ -422,7 +431,7 @@ def _bisect(w, c, lo, hi, T, L, W, tol, max_iter):
     return mu, it, MAXITER
 
 
-@njit(cache=True)
+@allocating
 def _sample_bracket(w, c, lo, hi, T):
     """Guess a narrow bracket [mu_a, mu_b] for the root from a strided sample of SAMPLE_SIZE
     agents: solve the sample problem (budget scaled by m/n), then widen by 4 standard errors of
@@ -453,7 +462,7 @@ def _sample_bracket(w, c, lo, hi, T):
     return max(mu - dmu, 0.0), mu + dmu
 
 
-@njit(cache=True)
+@allocating
 def _solve_large(w, c, lo, hi, T, tol, max_iter):
     """Exact method for long rows: a sample guesses a bracket, one fused pass validates and
     checks it, a second pass fixes every agent whose regime cannot change inside it, and the
@@ -528,7 +537,7 @@ def _take(x, m):  # pragma: no cover
     return x if np.ndim(x) == 0 else x[:m]
 
 
-@overload(_take)
+@overload(_take, inline="always")
 def _ol_take(x, m):
     if isinstance(x, types.Float):
         return lambda x, m: x
@@ -540,52 +549,63 @@ def _ol_take(x, m):
 # ------------------------------------------------------------------------------ one row
 
 
-@njit(cache=True)
-def solve_row(w, T, c, lo, hi, method, tol, max_iter, out):
-    """Validate and solve one row; write delta into out.
+def _len_ok(x, n):  # pragma: no cover
+    return np.ndim(x) == 0 or x.shape[0] == n
 
-    Returns (status, level, iterations, residual, bad_index). For status < 0 (invalid input)
-    bad_index is the offending element (-1 for a scalar argument) and out is untouched.
-    """
+
+@overload(_len_ok)
+def _ol_len_ok(x, n):
+    if isinstance(x, types.Float):
+        return lambda x, n: True
+    if isinstance(x, types.Array):
+        return lambda x, n: x.shape[0] == n
+    return None
+
+
+@kernel
+def _check_scalars(w, c, lo, hi, out, T, tol, max_iter):
     n = w.shape[0]
+    if not (_len_ok(c, n) and _len_ok(lo, n) and _len_ok(hi, n) and out.shape[0] == n):
+        return E_SHAPE
     if not (T >= 0.0 and T < INF):
-        return E_TOTAL, 0.0, 0, 0.0, -1
+        return E_TOTAL
     if not (tol > 0.0 and tol < INF):
-        return E_TOL, 0.0, 0, 0.0, -1
+        return E_TOL
     if max_iter < 1:
-        return E_MAXITER, 0.0, 0, 0.0, -1
-    large = method == EXACT and n >= SAMPLE_MIN
-    if large:
-        code, mu, it, status, W, L, L0, H, C = _solve_large(w, c, lo, hi, T, tol, max_iter)
-        nbad = 1 if code < 0 else 0
-    else:
-        nbad, W, C, L, L0, H = _scan(w, c, lo, hi)
+        return E_MAXITER
+    return OK
+
+
+@kernel
+def _degenerate(w, c, lo, hi, T, nbad, W, L, H, out):
+    """Input errors and the cases with a closed-form answer (written into out).
+
+    Returns (done, status, level, iterations, residual, bad_index)."""
+    n = w.shape[0]
     if nbad > 0:
         code, i = _first_bad(w, c, lo, hi)
-        return code, 0.0, 0, 0.0, i
+        return True, code, 0.0, 0, 0.0, i
     # feasibility, with a rounding allowance on the sum of the lower bounds
     if L > T + 2.0 * (n + 1) * EPS * L:
-        return E_INFEASIBLE, 0.0, 0, L - T, -1
+        return True, E_INFEASIBLE, 0.0, 0, L - T, -1
     if W == 0.0:
         S = _write_fixed(w, lo, hi, False, out)
-        return ZERO_WEIGHTS, 0.0, 0, S - T, -1
+        return True, ZERO_WEIGHTS, 0.0, 0, S - T, -1
     if L >= T:  # the lower bounds already spend the budget (to rounding)
         S = _write_fixed(w, lo, hi, False, out)
-        return OK, 0.0, 0, S - T, -1
+        return True, OK, 0.0, 0, S - T, -1
     if H <= T:
         S = _write_fixed(w, lo, hi, True, out)
         mu = _saturation_level(w, c, hi)
         st = OK if S >= T - 2.0 * (n + 1) * EPS * T else SATURATED
-        return st, mu, 0, S - T, -1
-    # now sum(lo) = S(0) < T < max S: a root exists and mu = 0 is a lower bracket
-    if not large:
-        if method == EXACT:
-            mu0 = (T - L0 + C) / W  # the root when every positive-weight agent is active
-            mu, it, status = _newton(
-                w, c, lo, hi, T, 0.0, 0.0, mu0, 0.0, L, INF, INF, tol, max_iter, 0
-            )
-        else:
-            mu, it, status = _bisect(w, c, lo, hi, T, L, W, tol, max_iter)
+        return True, st, mu, 0, S - T, -1
+    return False, OK, 0.0, 0, 0.0, -1
+
+
+@kernel
+def _finish(w, c, lo, hi, T, tol, mu, it, status, out):
+    """Write delta at the level found; flag a level beyond the largest float."""
+    n = w.shape[0]
     if not (mu < INF):
         return E_RANGE, mu, it, 0.0, -1
     S = _write(w, c, lo, hi, mu, out)
@@ -595,12 +615,54 @@ def solve_row(w, T, c, lo, hi, method, tol, max_iter, out):
     return status, mu, it, S - T, -1
 
 
+@kernel
+def solve_row(w, T, c, lo, hi, method, tol, max_iter, out):
+    """Validate and solve one row (any length; long rows are faster through solve_row_large);
+    write delta into out.
+
+    Returns (status, level, iterations, residual, bad_index). For status < 0 (invalid input)
+    bad_index is the offending element (-1 for a scalar argument) and out is untouched.
+    """
+    code = _check_scalars(w, c, lo, hi, out, T, tol, max_iter)
+    if code < 0:
+        return code, 0.0, 0, 0.0, -1
+    nbad, W, C, L, L0, H = _scan(w, c, lo, hi)
+    done, st, mu, it, r, bad = _degenerate(w, c, lo, hi, T, nbad, W, L, H, out)
+    if done:
+        return st, mu, it, r, bad
+    # now sum(lo) = S(0) < T < max S: a root exists and mu = 0 is a lower bracket
+    if method == EXACT:
+        mu0 = (T - L0 + C) / W  # the root when every positive-weight agent is active
+        mu, it, st = _newton(w, c, lo, hi, T, 0.0, 0.0, mu0, 0.0, L, INF, INF, tol, max_iter, 0)
+    else:
+        mu, it, st = _bisect(w, c, lo, hi, T, L, W, tol, max_iter)
+    return _finish(w, c, lo, hi, T, tol, mu, it, st, out)
+
+
+@allocating
+def solve_row_large(w, T, c, lo, hi, method, tol, max_iter, out):
+    """solve_row for rows of at least SAMPLE_MIN agents: the exact method starts from a sampled
+    bracket (_solve_large). Compiled with NRT (it allocates scratch), so it is a separate entry
+    point: short rows never pay for reference counting."""
+    if method != EXACT or w.shape[0] < SAMPLE_MIN:
+        return solve_row(w, T, c, lo, hi, method, tol, max_iter, out)
+    code = _check_scalars(w, c, lo, hi, out, T, tol, max_iter)
+    if code < 0:
+        return code, 0.0, 0, 0.0, -1
+    code, mu, it, st, W, L, L0, H, C = _solve_large(w, c, lo, hi, T, tol, max_iter)
+    nbad = 1 if code < 0 else 0
+    done, st2, mu2, it2, r, bad = _degenerate(w, c, lo, hi, T, nbad, W, L, H, out)
+    if done:
+        return st2, mu2, it2, r, bad
+    return _finish(w, c, lo, hi, T, tol, mu, it, st, out)
+
+
 # batches of at least this many elements (B*n) run under prange (serial below: a parallel
 # region costs 1-2 us hot and far more after the pool idled, see solver-notes section 8)
 PARALLEL_MIN_ELEMENTS = 32768
 
 
-@njit(cache=True)
+@allocating  # (NRT on: it slices rows; solve_row itself runs without reference counting)
 def solve_2d_serial(w, T, c, lo, hi, method, tol, max_iter, out, level, iters, resid, status, bad):
     """Rows of w (B, n) solved independently; c, lo, hi are floats or (B, n) arrays."""
     for b in range(w.shape[0]):
@@ -614,7 +676,7 @@ def solve_2d_serial(w, T, c, lo, hi, method, tol, max_iter, out, level, iters, r
         bad[b] = k
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, error_model="numpy", parallel=True)
 def solve_2d_parallel(
     w, T, c, lo, hi, method, tol, max_iter, out, level, iters, resid, status, bad
 ):
@@ -622,6 +684,20 @@ def solve_2d_parallel(
     never pays for compiling the parallel one)."""
     for b in prange(w.shape[0]):
         st, mu, it, r, k = solve_row(
+            w[b], T[b], _row(c, b), _row(lo, b), _row(hi, b), method, tol, max_iter, out[b]
+        )
+        status[b] = st
+        level[b] = mu
+        iters[b] = it
+        resid[b] = r
+        bad[b] = k
+
+
+@njit(cache=True, error_model="numpy", parallel=True)
+def solve_2d_large(w, T, c, lo, hi, method, tol, max_iter, out, level, iters, resid, status, bad):
+    """Rows of at least SAMPLE_MIN agents, under prange (with NRT: the sampled path allocates)."""
+    for b in prange(w.shape[0]):
+        st, mu, it, r, k = solve_row_large(
             w[b], T[b], _row(c, b), _row(lo, b), _row(hi, b), method, tol, max_iter, out[b]
         )
         status[b] = st

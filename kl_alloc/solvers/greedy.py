@@ -20,6 +20,7 @@ from kl_alloc.solvers.results import make_greedy_result
 __all__ = ["greedy_allocate"]
 
 _ND = np.ndarray
+_F64 = np.float64
 
 _ERRORS = {
     K.E_IMPROVEMENTS: ("improvements", "must be finite"),
@@ -73,6 +74,35 @@ def greedy_allocate(improvements, divergences, total, *, eps=1e-4, requests=None
     non-positive eps, non-numeric dtypes or shapes that do not broadcast. Inputs are never modified.
     """
     L = improvements
+    D = divergences
+    # fast path: 1-D float64 arrays, no requests; the kernel checks values and lengths
+    if (
+        type(L) is _ND
+        and L.dtype is F8
+        and L.ndim == 1
+        and L.flags.c_contiguous
+        and type(D) is _ND
+        and D.dtype is F8
+        and D.ndim == 1
+        and D.flags.c_contiguous
+        and requests is None
+        and type(eps) is float
+        and (type(total) is float or type(total) is _F64)
+    ):
+        n = L.shape[0]
+        delta = np.empty(n)
+        scores = np.empty(n)
+        st, th, r, bad = K.greedy_1d(L, D, float(total), eps, D, delta, scores)
+        if st >= 0:
+            return make_greedy_result(delta, scores, th, r)
+        if st != K.E_SHAPE:
+            args = {"improvements": L, "divergences": D, "requests": D, "total": total, "eps": eps}
+            _raise(st, bad, None, args)
+    return _greedy_general(improvements, divergences, total, eps, requests)
+
+
+def _greedy_general(improvements, divergences, total, eps, requests):
+    L = improvements
     if not (type(L) is _ND and L.dtype is F8 and L.flags.c_contiguous):
         L = as_float_array(L, "improvements")
     D = divergences
@@ -91,7 +121,7 @@ def greedy_allocate(improvements, divergences, total, *, eps=1e-4, requests=None
         if type(req) is float:
             req = np.full(L.shape, req)
     if L.ndim == 1:
-        T = total if type(total) is float else as_float(total, "total")
+        T = as_float(total, "total")
         n = L.shape[0]
         delta = np.empty(n)
         scores = np.empty(n)

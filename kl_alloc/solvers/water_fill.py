@@ -30,6 +30,8 @@ __all__ = ["water_fill"]
 
 _METHODS = {"exact": K.EXACT, "bisect": K.BISECT}
 _solve_1d = K.solve_row
+_solve_large = K.solve_row_large
+_SAMPLE_MIN = K.SAMPLE_MIN
 _F64 = np.float64
 _new_result = tuple.__new__
 _ND = np.ndarray
@@ -116,19 +118,36 @@ def water_fill(
     non-numeric dtype or a shape that does not broadcast. Inputs are never modified.
     """
     w = weights
-    # fast path: one 1-D float64 problem with the default method/tol/max_iter and parameters
-    # given as floats or matching float64 arrays; one njit call, no numpy-side validation
+    # fast path: one 1-D float64 problem with the default method/tol/max_iter, parameters given
+    # as floats or 1-D float64 arrays; one njit call, no numpy-side validation (the kernel checks
+    # values and lengths; a length mismatch falls through to the general path)
     if (
         type(w) is _ND
         and w.dtype is F8
         and w.ndim == 1
         and w.flags.c_contiguous
+        and type(lower) is float
         and method == "exact"
         and tol == 1e-12
         and max_iter == 200
-        and (type(floors) is float or _is_param(floors, w))
-        and type(lower) is float
-        and (type(upper) is float or _is_param(upper, w))
+        and (
+            type(floors) is float
+            or (
+                type(floors) is _ND
+                and floors.dtype is F8
+                and floors.ndim == 1
+                and floors.flags.c_contiguous
+            )
+        )
+        and (
+            type(upper) is float
+            or (
+                type(upper) is _ND
+                and upper.dtype is F8
+                and upper.ndim == 1
+                and upper.flags.c_contiguous
+            )
+        )
     ):
         if type(total) is not float:
             if type(total) is not _F64:
@@ -136,9 +155,15 @@ def water_fill(
                     weights, total, floors, lower, upper, method, tol, max_iter
                 )
             total = float(total)  # numba unboxes a Python float faster than an np.float64
-        out = np.empty(w.shape[0])
-        st, mu, it, r, bad = _solve_1d(w, total, floors, lower, upper, 0, 1e-12, 200, out)
+        n = w.shape[0]
+        out = np.empty(n)
+        solve = _solve_1d if n < _SAMPLE_MIN else _solve_large
+        st, mu, it, r, bad = solve(w, total, floors, lower, upper, 0, 1e-12, 200, out)
         if st < 0:
+            if st == K.E_SHAPE:
+                return _water_fill_general(
+                    weights, total, floors, lower, upper, method, tol, max_iter
+                )
             _raise(st, bad, None, _argdict(w, total, floors, lower, upper, tol, max_iter, r))
         return _new_result(WaterFillResult, (out, mu, it, st != 1, r, st))
     return _water_fill_general(weights, total, floors, lower, upper, method, tol, max_iter)
@@ -169,7 +194,8 @@ def _water_fill_general(weights, total, floors, lower, upper, method, tol, max_i
         hi = param_1d(upper, "upper", n)
         c, lo, hi = _fewer_variants(c, lo, hi, (n,))
         out = np.empty(n)
-        st, mu, it, r, bad = _solve_1d(w, T, c, lo, hi, m, tol, max_iter, out)
+        solve = _solve_1d if n < _SAMPLE_MIN else _solve_large
+        st, mu, it, r, bad = solve(w, T, c, lo, hi, m, tol, max_iter, out)
         if st < 0:
             _raise(st, bad, None, _argdict(weights, T, floors, lower, upper, tol, max_iter, r))
         return _new_result(WaterFillResult, (out, mu, it, st != 1, r, st))
@@ -223,7 +249,12 @@ def _water_fill_batched(weights, w, total, floors, lower, upper, m, tol, max_ite
     resid = np.empty(B)
     status = np.empty(B, dtype=np.int64)
     bad = np.empty(B, dtype=np.int64)
-    solve = K.solve_2d_parallel if B * n >= K.PARALLEL_MIN_ELEMENTS else K.solve_2d_serial
+    if n >= K.SAMPLE_MIN:
+        solve = K.solve_2d_large
+    elif B * n >= K.PARALLEL_MIN_ELEMENTS:
+        solve = K.solve_2d_parallel
+    else:
+        solve = K.solve_2d_serial
     solve(w2, T, c2, lo2, hi2, m, tol, max_iter, out, level, iters, resid, status, bad)
     if B and status.min() < 0:
         b = int(np.argmax(status < 0))

@@ -348,3 +348,58 @@ def test_dtype_and_layout_coercion():
         np.testing.assert_array_equal(r.delta, ref.delta)
     r = water_fill(w.astype(float), np.float32(0.5), floors=np.float64(0.1), upper=np.int64(1))
     np.testing.assert_array_equal(r.delta, ref.delta)
+
+
+def _unsampled(w, T, c, hi):
+    """The same problem through the plain Newton kernel (the path rows shorter than
+    SAMPLE_MIN take), as a cross-check of the sampled path."""
+    import sys
+
+    K = sys.modules["kl_alloc.solvers._wf_kernels"]
+    nbad, W, C, L, L0, H = K._scan(w, c, 0.0, hi)
+    mu0 = (T - L0 + C) / W
+    mu, it, st = K._newton(w, c, 0.0, hi, T, 0.0, 0.0, mu0, 0.0, L, np.inf, np.inf, 1e-12, 200, 0)
+    assert st == 0
+    return np.clip(w * mu - c, 0.0, hi)
+
+
+@pytest.mark.parametrize("case", ["random", "sorted", "ties", "off_sample", "sparse", "uncapped"])
+def test_long_rows_sampled_path(case):
+    """Rows >= SAMPLE_MIN start from a sampled bracket; check it against bisection and the
+    unsampled Newton, including data built to make the sample miss."""
+    import sys
+
+    K = sys.modules["kl_alloc.solvers._wf_kernels"]
+    n = K.SAMPLE_MIN + 1234
+    rng = np.random.default_rng(hash(case) % 2**32)
+    w, c = rng.exponential(size=(2, n))
+    hi = rng.uniform(0.01, 0.5, n)
+    T = 0.3 * hi.sum()
+    if case == "sorted":
+        w, c = np.sort(w), np.sort(c)[::-1].copy()
+    elif case == "ties":
+        w, c, hi = np.round(w, 1), np.round(c, 1), np.round(hi, 1)
+        T = 0.3 * hi.sum()
+    elif case == "off_sample":  # every sampled agent has weight zero
+        step = n // K.SAMPLE_SIZE
+        w[step // 2 :: step] = 0.0
+    elif case == "sparse":  # few agents get anything
+        T = 1e-4 * hi.sum()
+    elif case == "uncapped":
+        hi = np.full(n, np.inf)
+        T = 0.1 * n
+    res = water_fill(w, T, floors=c, upper=hi)
+    assert res.converged and res.status == 0
+    atol = 16 * (n + 1) * EPS * (T + c.sum())
+    assert abs(res.residual) <= atol
+    np.testing.assert_allclose(res.delta, _unsampled(w, T, c, hi), rtol=0, atol=atol)
+    bis = water_fill(w, T, floors=c, upper=hi, method="bisect", tol=1e-14)
+    np.testing.assert_allclose(res.delta, bis.delta, rtol=0, atol=atol + 2e-14 * T)
+    # the batched path gives the same bits for the same long row
+    both = water_fill(
+        np.stack([w, w[::-1]]),
+        np.array([T, T]),
+        floors=np.stack([c, c[::-1]]),
+        upper=np.stack([hi, hi[::-1]]),
+    )
+    np.testing.assert_array_equal(both.delta[0], res.delta)
