@@ -192,6 +192,20 @@ def compare(paths: list[Path], out: Path) -> str:
             same = "yes" if len(prints) == 1 else "NO"
             shares = [f"{100 * row['share'][p]:.1f}%" for p in PARTS]
             lines.append(f"| {task} | {algo} | " + " | ".join(cells + [same] + shares) + " |")
+    lines[lines.index(head)] = head.replace(" | env_step", " | shares (last run): env_step")
+    if len(runs) >= 2:  # the parts in milliseconds, first run -> last run
+        first = runs[0]
+        lines += ["", "CPU milliseconds per iteration by part, first run -> last run:", ""]
+        lines += ["| task | method | " + " | ".join(PARTS) + " |", "|" + "---|" * (len(PARTS) + 2)]
+        for task, rows in last["results"].items():
+            for algo, row in rows.items():
+                old = first["results"].get(task, {}).get(algo)
+                if old is None:
+                    continue
+                cells = [
+                    f"{1e3 * old['parts'][p]:.0f} -> {1e3 * row['parts'][p]:.0f}" for p in PARTS
+                ]
+                lines.append(f"| {task} | {algo} | " + " | ".join(cells) + " |")
     text = "\n".join(lines) + "\n"
     out.write_text(text)
     return text
