@@ -107,30 +107,29 @@ class SequentialUpdate:
         self.settings = settings
 
     # -- one agent's TRPO pieces ------------------------------------------------------------------
-    def _surrogate(
-        self, i: int, batch: AgentBatch, weights: torch.Tensor, dist=None
-    ) -> torch.Tensor:
-        if dist is None:
-            dist = self.policies[i].dist(batch.obs)
-        ratio = torch.exp(dist.log_prob(batch.actions) - batch.old_log_probs)
-        return torch.mean(ratio * weights)
+    # the pieces share one forward (``dist``): the same ops in the same order as separate
+    # forwards, so sharing never changes a number
+    @staticmethod
+    def _ratio(batch: AgentBatch, dist) -> torch.Tensor:
+        """pi_theta(a|o) / pi_old(a|o) per sample (product over action dimensions)."""
+        return torch.exp(dist.log_prob(batch.actions) - batch.old_log_probs)
 
-    def _mean_kl(self, i: int, batch: AgentBatch) -> torch.Tensor:
-        return batch.old_dist.kl(self.policies[i].dist(batch.obs)).mean()
+    @staticmethod
+    def _mean_kl(batch: AgentBatch, dist) -> torch.Tensor:
+        return batch.old_dist.kl(dist).mean()
 
     def direction(self, i: int, batch: AgentBatch, weights: torch.Tensor) -> Direction:
         """g, s = CG(F, g), s^T F s at the agent's current (old) parameters."""
         policy = self.policies[i]
         params = list(policy.parameters())
-        # one forward serves the surrogate and the KL graph (same ops, same numbers as two)
         dist = policy.dist(batch.obs)
-        surrogate = self._surrogate(i, batch, weights, dist)
+        surrogate = torch.mean(self._ratio(batch, dist) * weights)
         g = flat_grad(surrogate, params, retain_graph=True).detach()
         base = float(surrogate.detach())
         if not torch.any(g != 0):
             return Direction(g, torch.zeros_like(g), 0.0, base)
         fvp = fisher_vector_product(
-            lambda: batch.old_dist.kl(dist).mean(), params, self.settings.cg_damping
+            lambda: self._mean_kl(batch, dist), params, self.settings.cg_damping
         )
         s = conjugate_gradient(fvp, g, self.settings.cg_iters).detach()
         sfs = float(torch.dot(s, fvp(s)))
@@ -145,12 +144,10 @@ class SequentialUpdate:
 
         @torch.no_grad()
         def evaluate() -> tuple[float, float]:
-            # one forward for both (the same ops as _surrogate and _mean_kl)
             dist = self.policies[i].dist(batch.obs)
-            ratio = torch.exp(dist.log_prob(batch.actions) - batch.old_log_probs)
+            ratio = self._ratio(batch, dist)
             last_ratio[:] = [ratio]
-            surrogate = torch.mean(ratio * weights)
-            return float(surrogate), float(batch.old_dist.kl(dist).mean())
+            return float(torch.mean(ratio * weights)), float(self._mean_kl(batch, dist))
 
         st = self.settings
         outcome = line_search(
@@ -170,8 +167,7 @@ class SequentialUpdate:
     @torch.no_grad()
     def ratio(self, i: int, batch: AgentBatch) -> torch.Tensor:
         """pi_i,new(a_i|o_i) / pi_i,old(a_i|o_i) per sample (product over action dims)."""
-        new_lp = self.policies[i].dist(batch.obs).log_prob(batch.actions)
-        return torch.exp(new_lp - batch.old_log_probs)
+        return self._ratio(batch, self.policies[i].dist(batch.obs))
 
     # -- the sequential update ------------------------------------------------------------------
     def run(
