@@ -43,7 +43,7 @@ EXACT, BISECT = 0, 1
 
 # rows at least this long start the exact method from a sample (see _newton_sampled)
 SAMPLE_MIN = 16384
-SAMPLE_SIZE = 2048
+SAMPLE_SIZE = 16384  # at most; n // 4 for shorter rows
 
 
 def _at(x, i):  # pragma: no cover - the Python version is only used with NUMBA_DISABLE_JIT
@@ -207,8 +207,14 @@ def _evaluate_sq(w, c, lo, hi, mu):
 
 
 @reduction
-def _scan_evaluate2(w, c, lo, hi, mu_a, mu_b):
-    """_scan fused with S and its piece at two levels: one read of the data instead of three."""
+def _scan_evaluate2(w, c, lo, hi, mu_a, mu_b, flag):
+    """_scan fused with S and its piece at two levels, and the classification on [mu_a, mu_b]:
+    one read of the data instead of four.
+
+    Every agent whose regime cannot change for mu in [mu_a, mu_b] is fixed (flag 0) and summed
+    into S(mu) = s_fix*mu + K_fix + S_undetermined(mu), exact as a function on the bracket (at
+    its ends an agent touching a bound has the same value either way); the m others get flag 1.
+    """
     nbad = 0
     W = 0.0
     C = 0.0
@@ -221,6 +227,9 @@ def _scan_evaluate2(w, c, lo, hi, mu_a, mu_b):
     Sb = 0.0
     sb = 0.0
     Kb = 0.0
+    m = 0
+    s_fix = 0.0
+    K_fix = 0.0
     for i in range(w.shape[0]):
         wi = w[i]
         ci = _at(c, i)
@@ -247,7 +256,15 @@ def _scan_evaluate2(w, c, lo, hi, mu_a, mu_b):
         Sb += db
         sb += wi if actb else 0.0
         Kb += -ci if actb else db
-    return nbad, W, C, L, L0, H, Sa, sa, Ka, Sb, sb, Kb
+        at_lo = xb <= li
+        at_hi = xa >= hi_
+        active = (xa >= li) & (xb <= hi_)
+        fixed = at_lo | at_hi | active
+        s_fix += wi if (active & ~at_lo & ~at_hi) else 0.0
+        K_fix += li if at_lo else (hi_ if at_hi else (-ci if active else 0.0))
+        flag[i] = 0 if fixed else 1
+        m += 0 if fixed else 1
+    return nbad, W, C, L, L0, H, Sa, sa, Ka, Sb, sb, Kb, m, s_fix, K_fix
 
 
 @reduction
@@ -300,36 +317,23 @@ def _saturation_level(w, c, hi):
 
 
 @kernel
-def _compact(w, c, lo, hi, mu_a, mu_b, sw, sc, slo, shi):
-    """Fix every agent whose regime cannot change for mu in [mu_a, mu_b]; copy the others.
-
-    Returns (m, s_fix, K_fix): the m undetermined agents are in sw/sc/slo/shi[:m] and, on the
-    bracket, S(mu) = s_fix*mu + K_fix + S_sub(mu) exactly as a function (at the ends of the
-    bracket an agent that touches a bound has the same value either way).
-    """
+def _gather_flagged(w, c, lo, hi, flag, flag64, sw, sc, slo, shi):
+    """Copy the agents flagged 1 into sw/sc/slo/shi (length >= m + 8); skips 8 flags at a time
+    (flag64 is flag viewed as uint64), since only a few percent of the agents are flagged.
+    Returns m."""
+    n = w.shape[0]
     m = 0
-    s_fix = 0.0
-    K_fix = 0.0
-    for i in range(w.shape[0]):
-        wi = w[i]
-        ci = _at(c, i)
-        li = _at(lo, i)
-        hi_ = _at(hi, i)
-        xa = wi * mu_a - ci
-        xb = wi * mu_b - ci
-        at_lo = xb <= li
-        at_hi = xa >= hi_
-        active = (xa >= li) & (xb <= hi_)
-        fixed = at_lo | at_hi | active
-        s_fix += wi if (active and not (at_lo or at_hi)) else 0.0
-        K_fix += li if at_lo else (hi_ if at_hi else (-ci if active else 0.0))
-        # branch-free compaction: always write, advance only for undetermined agents
-        sw[m] = wi
-        _put(sc, m, ci)
-        _put(slo, m, li)
-        _put(shi, m, hi_)
-        m += 0 if fixed else 1
-    return m, s_fix, K_fix
+    for j in range(flag64.shape[0]):
+        if flag64[j] != 0:
+            # branch-free inside a block (a flagged agent is unpredictable): always write,
+            # advance only on a flag (the outputs have 8 spare slots for the overshoot)
+            for i in range(8 * j, min(8 * j + 8, n)):
+                sw[m] = w[i]
+                _put(sc, m, _at(c, i))
+                _put(slo, m, _at(lo, i))
+                _put(shi, m, _at(hi, i))
+                m += 1 if flag[i] != 0 else 0  # (an int: uint8 + int stays uint8 in numpy)
+    return m
 
 
 # ------------------------------------------------------------------------------ root finding
@@ -433,13 +437,13 @@ def _bisect(w, c, lo, hi, T, L, W, tol, max_iter):
 
 @allocating
 def _sample_bracket(w, c, lo, hi, T):
-    """Guess a narrow bracket [mu_a, mu_b] for the root from a strided sample of SAMPLE_SIZE
+    """Guess a narrow bracket [mu_a, mu_b] for the root from a strided sample of m = SAMPLE_SIZE
     agents: solve the sample problem (budget scaled by m/n), then widen by 4 standard errors of
     the sample sum, converted to a level width through the sample slope. Returns (0, 0) when
     the sample problem is degenerate."""
     n = w.shape[0]
-    step = n // SAMPLE_SIZE
-    m = SAMPLE_SIZE
+    m = min(SAMPLE_SIZE, n // 4)
+    step = n // m
     off = step // 2
     ws = np.ascontiguousarray(w[off::step][:m])
     cs = _strided(c, off, step, m)
@@ -464,28 +468,29 @@ def _sample_bracket(w, c, lo, hi, T):
 
 @allocating
 def _solve_large(w, c, lo, hi, T, tol, max_iter):
-    """Exact method for long rows: a sample guesses a bracket, one fused pass validates and
-    checks it, a second pass fixes every agent whose regime cannot change inside it, and the
-    Newton iteration runs on the few undetermined agents only. Falls back to plain Newton on
+    """Exact method for long rows: a sample guesses a bracket; one fused pass validates, checks
+    the bracket and fixes every agent whose regime cannot change inside it; the undetermined
+    few are gathered and the Newton iteration runs on them only. Falls back to plain Newton on
     the full row when the sample's bracket misses the root.
 
     Returns (code, mu, iterations, status, W, L, L0, H, C) where code < 0 is an input error and
     code == 1 means "degenerate: let the caller handle it" (the sums are valid then)."""
+    n = w.shape[0]
     mu_a, mu_b = _sample_bracket(w, c, lo, hi, T)
-    nbad, W, C, L, L0, H, Sa, sa, Ka, Sb, sb, Kb = _scan_evaluate2(w, c, lo, hi, mu_a, mu_b)
+    flag = np.zeros(8 * ((n + 7) // 8), dtype=np.uint8)
+    out2 = _scan_evaluate2(w, c, lo, hi, mu_a, mu_b, flag)
+    nbad, W, C, L, L0, H, Sa, sa, Ka, Sb, sb, Kb, m, s_fix, K_fix = out2
     if nbad > 0:
         return -1, 0.0, 0, MAXITER, W, L, L0, H, C
     if W == 0.0 or L >= T or H <= T:
         return 1, 0.0, 0, MAXITER, W, L, L0, H, C
     it = 1
     if mu_b > mu_a and Sa <= T and T <= Sb:
-        n = w.shape[0]
-        sw = np.empty(n)
-        sc = _empty_like(c, n)
-        slo = _empty_like(lo, n)
-        shi = _empty_like(hi, n)
-        m, s_fix, K_fix = _compact(w, c, lo, hi, mu_a, mu_b, sw, sc, slo, shi)
-        it += 1
+        sw = np.empty(m + 8)
+        sc = _empty_like(c, m + 8)
+        slo = _empty_like(lo, m + 8)
+        shi = _empty_like(hi, m + 8)
+        _gather_flagged(w, c, lo, hi, flag, flag.view(np.uint64), sw, sc, slo, shi)
         # start from the Newton point of the end closer to T
         mu = mu_a + (T - Sa) / (Sb - Sa) * (mu_b - mu_a) if Sb > Sa else mu_a
         if not (mu >= mu_a and mu <= mu_b):
