@@ -362,7 +362,7 @@ def collect(args: argparse.Namespace) -> dict[str, Any]:
             spi = m["seconds_per_iter_median"]
             m["overhead_vs_hatrpo"] = spi / base_spi if (spi and base_spi) else None
         # partial results: every method's mean evaluation return at the last evaluation step
-        # that all started runs of the task have reached (same seeds' progress, same x)
+        # that all runs of the task with an evaluation have reached
         curves = {
             (algo, r["seed"]): dict(
                 zip(
@@ -373,7 +373,7 @@ def collect(args: argparse.Namespace) -> dict[str, Any]:
             )
             for algo, m in methods.items()
             for r in m["runs"]
-            if "_data" in r
+            if "_data" in r and r["_data"].eval_env_steps.size
         }
         common = set.intersection(*(set(c) for c in curves.values())) if curves else set()
         at_common = None
@@ -450,8 +450,8 @@ def _markdown(tasks: dict[str, Any], meta: dict[str, Any]) -> str:
                 if a != "env_steps" and v
             ]
             lines += [
-                f"At {common['env_steps']:,} env steps (the last evaluation every started run "
-                f"has reached): " + ", ".join(parts),
+                f"At {common['env_steps']:,} env steps (the last evaluation every evaluated run "
+                f"has reached; n = runs): " + ", ".join(parts),
                 "",
             ]
         lines.append("| run | status | iterations | env steps | wall time | last eval |")
