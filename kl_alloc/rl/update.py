@@ -16,7 +16,8 @@ Per iteration, with normalised joint advantages A (one per sample) and M = 1:
 Every agent updates at most once per iteration; its "old" policy is the one that collected the
 data. Trust-region search directions and probe steps are cached while M is unchanged, so a
 probe that gets committed is not recomputed (HATRPO-G) and the first W agent reuses the CG
-solve that gave its utility.
+solve that gave its utility; the M update of a committed step reuses the ratio its line search
+computed. For n = 2 that is the minimum work: W and G both need 3 CG solves (HATRPO 2).
 """
 
 from __future__ import annotations
