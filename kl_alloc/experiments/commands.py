@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import textwrap
 from pathlib import Path
 
 logger = logging.getLogger("kl_alloc.sweep")
@@ -38,6 +39,19 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         return _error("--retries must be >= 0")
     if args.timeout is not None and not args.timeout > 0:
         return _error("--timeout must be > 0 seconds")
+    if args.tasks or args.methods:
+        import fnmatch
+
+        def keep(value: str, patterns: str | None) -> bool:
+            return patterns is None or any(
+                fnmatch.fnmatchcase(value, p.strip()) for p in patterns.split(",")
+            )
+
+        spec.trials = [
+            t for t in spec.trials if keep(t.task, args.tasks) and keep(t.method, args.methods)
+        ]
+        if not spec.trials:
+            return _error("--tasks/--methods select no trial")
     states = [trial_state(t) for t in spec.trials]
     todo = sum(s != "done" for s in states)
     print(
@@ -115,12 +129,13 @@ def add_sweep_parser(subparsers, formatter_class=argparse.ArgumentDefaultsHelpFo
     p = subparsers.add_parser(
         "sweep",
         help="run a grid of trials (tasks x methods x seeds x config values) on Ray",
-        description=(
+        description=textwrap.fill(
             "Run every trial of SWEEP.toml as a Ray task (one CPU, one torch thread each), each in "
             "its own run directory named from its parameters. Resumable: finished trials are "
             "skipped, killed ones resume from their checkpoint. A failing trial is reported and "
             "the others go on. At the end a report (table + figures) is written. The file format "
-            "is documented in kl_alloc/experiments/spec.py; examples in benchmarks/sweeps/."
+            "is documented in kl_alloc/experiments/spec.py; examples in benchmarks/sweeps/.",
+            88,
         ),
         formatter_class=formatter_class,
     )
@@ -146,6 +161,10 @@ def add_sweep_parser(subparsers, formatter_class=argparse.ArgumentDefaultsHelpFo
         help="seconds after which a running trial is killed and reported failed "
         "(default: sweep.timeout, else none)",
     )
+    p.add_argument("--tasks", default=None, help="only these tasks (comma-separated glob patterns)")
+    p.add_argument(
+        "--methods", default=None, help="only these methods (comma-separated glob patterns)"
+    )
     p.add_argument("--out", default=None, help="run root (overrides sweep.out)")
     p.add_argument("--report", default=None, help="report directory (default: sweep.report)")
     p.add_argument("--no-report", action="store_true", help="do not write a report at the end")
@@ -160,12 +179,13 @@ def add_report_parser(subparsers, formatter_class=argparse.ArgumentDefaultsHelpF
     p = subparsers.add_parser(
         "report",
         help="comparison table (bootstrap CIs, vs HATRPO) and figures from run directories",
-        description=(
+        description=textwrap.fill(
             "Aggregate run directories (searched recursively) grouped by task, method and swept "
             "fields: final expected reward / return with 95% bootstrap intervals, improvement "
             "and variance ratio against the baseline, samples to a threshold, seconds per "
             "iteration and the solver's share; learning curves, KL-allocation heatmaps, "
-            "parameter and agent-count plots. Writes OUT/report.md, report.json and PNGs."
+            "parameter and agent-count plots. Writes OUT/report.md, report.json and PNGs.",
+            88,
         ),
         formatter_class=formatter_class,
     )

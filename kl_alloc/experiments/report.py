@@ -56,6 +56,8 @@ from kl_alloc.rl.telemetry import RunData, load_run
 logger = logging.getLogger(__name__)
 
 RESAMPLES = 10_000
+#: fewest seeds per side for a bootstrap interval of a variance ratio
+MIN_SEEDS_VAR_CI = 5
 #: config fields never treated as swept when guessing them from config.json
 _NOT_SWEPT = ("seed", "checkpoint_every", "eval_every", "eval_episodes")
 
@@ -182,7 +184,8 @@ def bootstrap_improvement(
             out["var_ratio"] = float(a.var(ddof=1) / vb) if vb > 0 else math.inf
             ratio = ra.var(axis=1, ddof=1) / rb.var(axis=1, ddof=1)
             ratio = ratio[np.isfinite(ratio)]
-            if ratio.size:
+            # with fewer than 5 seeds a side, resampled variances are mostly 0: no interval
+            if ratio.size and min(a.size, b.size) >= MIN_SEEDS_VAR_CI:
                 out["var_lo"], out["var_hi"] = (
                     float(v) for v in np.quantile(ratio, [0.025, 0.975])
                 )
@@ -342,6 +345,7 @@ def build_report(
                 "n_agents": members[0].n_agents if not runs else runs[0].n_agents,
                 "n": len(runs),
                 "found": found,
+                "unfinished": sum(not s.finished for s in runs),
                 "seeds": [s.seed for s in runs],
                 "final": finals,
                 "final_mean": float(np.mean(finals_ok)) if finals_ok else math.nan,
@@ -417,6 +421,7 @@ def build_report(
             "seed": seed,
             "runs": len(summaries),
             "finished": sum(s.finished for s in summaries),
+            "include_unfinished": include_unfinished,
             "failed": failed,
             "tasks": out_tasks,
         }
@@ -480,7 +485,9 @@ def _pct(x: Any) -> str:
 def _steps(x: Any) -> str:
     if x is None:
         return "never"
-    return f"{x / 1000:.0f}k" if x >= 1000 else f"{x:.0f}"
+    if x >= 1e6:
+        return f"{x / 1e6:.3g}M"
+    return f"{x / 1000:.3g}k" if x >= 1000 else f"{x:.0f}"
 
 
 def task_table(task: dict[str, Any]) -> str:
@@ -501,8 +508,9 @@ def task_table(task: dict[str, Any]) -> str:
         line = [
             method_label(r["method"]),
             params_label(r["params"]) or "-",
-            f"{r['n']}/{r['found']}",
-            f"{_f(r['final_mean'])} [{_f(ci[0])}, {_f(ci[1])}]",
+            f"{r['n']}/{r['found']}"
+            + (f" ({r['unfinished']} unfinished)" if r.get("unfinished") else ""),
+            f"{_f(r['final_mean'], 5)} [{_f(ci[0], 5)}, {_f(ci[1], 5)}]",
         ]
         if r.get("improvement") is not None:
             line.append(
@@ -545,11 +553,18 @@ def render_markdown(report: dict[str, Any], figures: Sequence[str] = (), title: 
         + ", ".join(f"`{s}`" for s in report["sources"])
         + f". Baseline: {method_label(report['baseline'])}. Intervals: 95% percentile bootstrap "
         f"over seeds ({report['resamples']} resamples, seed {report['seed']}); improvement = "
-        "(mean - mean_HATRPO) / |mean_HATRPO|; var ratio = var / var_HATRPO across seeds; "
-        "samples to the threshold: median over seeds, runs that never reach it count as never "
+        "(mean - mean_HATRPO) / |mean_HATRPO|; var ratio = var / var_HATRPO across seeds (no "
+        "interval with fewer than 5 seeds a side); samples to the threshold: median over seeds, "
+        "runs that never reach it count as never "
         "(median 'never' when half or more fail); s/iter: median seconds per iteration, first "
         "iteration excluded; solver share: time in the allocator's solver call / total time."
     )
+    if report.get("include_unfinished"):
+        lines += [
+            "",
+            "Runs without done.json (killed, failed or still running) are included as far as "
+            "they got: their 'final' value is the last one logged.",
+        ]
     prov = report.get("provenance") or {}
     if prov:
         code = f"kl_alloc {prov.get('kl_alloc')}"
@@ -843,11 +858,13 @@ def plot_overhead(report: dict[str, Any]):
         return None
     fig = new_figure(11, 4.0)
     ax1, ax2 = fig.subplots(1, 2)
-    colors = _colors(len(lines))
     styles = ["-", "--", ":", "-."]
     envs = sorted({k[0] for k in lines})
-    for color, (key, pts) in zip(colors, sorted(lines.items()), strict=True):
+    groups = sorted({(k[1], k[2]) for k in lines})
+    palette = dict(zip(groups, _colors(len(groups)), strict=True))
+    for key, pts in sorted(lines.items()):
         env, method, pkey = key
+        color = palette[(method, pkey)]
         pts = sorted(pts, key=lambda p: p[0])
         n = [p[0] for p in pts]
         spi = [1000 * p[1]["seconds_per_iter"] for p in pts]
@@ -861,6 +878,7 @@ def plot_overhead(report: dict[str, Any]):
         ax.set_xlabel("agents")
         ax.grid(alpha=0.3)
     ax1.set_yscale("log")
+    ax1.yaxis.set_major_formatter(_eng())
     ax1.set_ylabel("ms per iteration (median)")
     ax2.set_ylabel("solver share of the iteration time (%)")
     ax1.legend(fontsize="x-small")
@@ -881,6 +899,9 @@ def write_report(
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    for stale in ("curves", "sweep", "overhead", "allocation", "allocation_*"):
+        for old in out.glob(f"{stale}.png"):  # figures of an earlier report of other runs
+            old.unlink()
     if summaries is None:
         summaries = summarize_runs(report["sources"])  # relative to the current directory
     figures: list[Path] = []
