@@ -302,3 +302,16 @@ def test_a_trial_over_the_timeout_is_killed_and_reported(ray_session, tmp_path):
     assert "timed out after 4 s" in failed["error"]
     err = json.loads((spec.trials[0].run_dir / "error.json").read_text())
     assert "timed out" in err["error"]
+
+
+def test_dry_run_lists_trials_and_filters(tmp_path, capsys):
+    path = tmp_path / "s.toml"
+    path.write_text(TINY)
+    out = str(tmp_path / "r")
+    assert commands_main(["sweep", str(path), "--out", out, "--dry-run"]) == 0
+    text = capsys.readouterr().out
+    assert "4 trials (4 to run, 0 finished)" in text and "[new     ] matrix/hatrpo/seed-0" in text
+    args = ["sweep", str(path), "--out", out, "--dry-run", "--methods", "hatrpo-*"]
+    assert commands_main(args) == 0
+    assert "2 trials" in capsys.readouterr().out
+    assert commands_main([*args[:-1], "nothing"]) == 2
