@@ -233,6 +233,11 @@ class SequentialUpdate:
             solver_seconds += time.perf_counter() - t0
             ranked = [int(i) for i in ranked]
             commit = ranked[:1] if alloc.rescore else ranked
+            if not commit:
+                # nothing gets budget (e.g. every probe measured KL 0 in float32 with a tiny
+                # remainder): probing again against the same M and budget would give the same
+                # answer forever, so the iteration ends here
+                break
             for i in commit:
                 radius = tracker.radius(deltas[i])
                 cached = probes.get(i)

@@ -151,3 +151,32 @@ def test_greedy_rescore_probes_remaining_agents_after_every_commit():
     once = _trainer("hatrpo-g", seed=0, rescore=False)
     once.learn(1000, progress=False)
     assert all(a["probes"] == 1 for a in once.history[0]["agents"])
+
+
+class _NothingFits(GreedyAllocator):
+    """Scores like G but gives nobody budget: the case of probes whose measured KL is 0 with a
+    tiny remaining budget (float32), which once made the re-scoring loop spin forever."""
+
+    def __init__(self):
+        super().__init__(rescore=True)
+        self.calls = 0
+
+    def allocate(self, signals):
+        self.calls += 1
+        if self.calls > 50:
+            raise AssertionError("the re-scoring loop keeps asking: it would never end")
+        return np.array([], dtype=np.int64), np.zeros(signals.n_agents)
+
+
+def test_rescoring_ends_when_nothing_can_be_committed():
+    alloc = _NothingFits()
+    trainer = Trainer(
+        make_env("matrix", num_envs=200),
+        algo="hatrpo-g",
+        config=TrainerConfig.for_env("matrix", num_envs=200),
+        seed=0,
+        allocator=alloc,
+    )
+    trainer.learn(3 * 200, progress=False)
+    assert alloc.calls == 3  # one allocation round per iteration, then the iteration ends
+    assert all(not a["accepted"] for rec in trainer.history for a in rec["agents"])
