@@ -69,8 +69,13 @@ class Job:
         return str(self.run_dir)
 
     def argv(self) -> list[str]:
+        """The child process's command line."""
+        return [sys.executable, "-m", "kl_alloc", *self.cli_args()]
+
+    def cli_args(self) -> list[str]:
+        """The ``kl-alloc`` arguments of this run."""
         args = [
-            sys.executable, "-m", "kl_alloc", "-q", "train",
+            "-q", "train",
             "--env", self.env, "--algo", self.algo, "--seed", str(self.seed),
             "--steps", str(self.steps), "--out", str(self.run_dir), "--resume", "--no-progress",
         ]  # fmt: skip
@@ -112,25 +117,50 @@ def child_env() -> dict[str, str]:
     return env
 
 
-def run_jobs(jobs: Sequence[Job], log_dir: Path, max_parallel: int = 2) -> dict[str, float]:
-    """Run the unfinished jobs as separate processes, at most ``max_parallel`` at once.
+def run_jobs(
+    jobs: Sequence[Job], log_dir: Path, max_parallel: int = 2, runs_per_process: int = 1
+) -> dict[str, float]:
+    """Run the unfinished jobs in child processes, at most ``max_parallel`` at once.
 
-    Each child's output goes to ``log_dir/<run dir name>.log``. Returns wall seconds per job
-    that ran. Raises ``RuntimeError`` naming the failed runs and their logs if any failed;
-    on Ctrl-C / SIGTERM the children are terminated (rerun the script to resume them).
+    With ``runs_per_process=1`` (the default, what the paper-experiment scripts use) every run
+    is its own ``python -m kl_alloc train`` process. A larger value runs that many runs one
+    after another in one worker process (``python benchmarks/_runner.py --worker``), which
+    saves the ~2-4 s of imports per run on short runs; a run's numbers do not depend on it
+    (each Trainer seeds its own generators). Output goes to ``log_dir/<name>.log``.
+
+    Returns wall seconds per process. Raises ``RuntimeError`` naming the failed runs and their
+    logs if any failed; on Ctrl-C / SIGTERM the children are terminated (rerun to resume).
     """
     max_parallel = max(1, min(int(max_parallel), os.cpu_count() or 1))
+    per = max(1, int(runs_per_process))
     todo = [j for j in jobs if j.status() != "done"]
     skipped = len(jobs) - len(todo)
     if skipped:
         logger.info("%d of %d runs already finished: skipped", skipped, len(jobs))
     log_dir.mkdir(parents=True, exist_ok=True)
-    running: list[tuple[Job, subprocess.Popen, float, Any]] = []
+    queue = [todo[k : k + per] for k in range(0, len(todo), per)]
+    running: list[tuple[list[Job], subprocess.Popen, float, Any]] = []
     failed: list[tuple[Job, Path]] = []
     seconds: dict[str, float] = {}
-    queue = list(todo)
-    done_count = 0
+    finished = 0
     env = child_env()
+
+    def start(batch: list[Job]) -> None:
+        for job in batch:
+            job.run_dir.parent.mkdir(parents=True, exist_ok=True)
+        name = batch[0].log_name or batch[0].run_dir.name
+        if len(batch) == 1:
+            argv = batch[0].argv()
+        else:
+            name += f"+{len(batch) - 1}"
+            spec = log_dir / f"{name}.json"
+            spec.write_text(json.dumps([j.cli_args() for j in batch]))
+            argv = [sys.executable, str(Path(__file__).resolve()), "--worker", str(spec)]
+        log = open(log_dir / f"{name}.log", "w")  # noqa: SIM115 - closed when the child ends
+        log.write(shlex.join(argv) + "\n")
+        log.flush()
+        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env)
+        running.append((batch, proc, time.perf_counter(), log))
 
     def terminate(*_: Any) -> None:
         raise KeyboardInterrupt
@@ -139,36 +169,25 @@ def run_jobs(jobs: Sequence[Job], log_dir: Path, max_parallel: int = 2) -> dict[
     try:
         while queue or running:
             while queue and len(running) < max_parallel:
-                job = queue.pop(0)
-                job.run_dir.parent.mkdir(parents=True, exist_ok=True)
-                log_path = log_dir / ((job.log_name or job.run_dir.name) + ".log")
-                log = open(log_path, "w")  # noqa: SIM115 - closed when the child ends
-                log.write(shlex.join(job.argv()) + "\n")
-                log.flush()
-                proc = subprocess.Popen(job.argv(), stdout=log, stderr=subprocess.STDOUT, env=env)
-                running.append((job, proc, time.perf_counter(), log))
+                start(queue.pop(0))
             time.sleep(0.05)
             still = []
-            for job, proc, t0, log in running:
+            for batch, proc, t0, log in running:
                 if proc.poll() is None:
-                    still.append((job, proc, t0, log))
+                    still.append((batch, proc, t0, log))
                     continue
                 log.close()
-                done_count += 1
-                seconds[job.name] = time.perf_counter() - t0
-                if proc.returncode != 0:
-                    failed.append((job, Path(log.name)))
-                    logger.error(
-                        "[%d/%d] %s FAILED (see %s)", done_count, len(todo), job.name, log.name
-                    )
-                else:
-                    logger.info(
-                        "[%d/%d] %s done in %.1f s",
-                        done_count,
-                        len(todo),
-                        job.name,
-                        seconds[job.name],
-                    )
+                seconds[log.name] = elapsed = time.perf_counter() - t0
+                for job in batch:
+                    finished += 1
+                    ok = proc.returncode == 0 if len(batch) == 1 else job.status() == "done"
+                    if not ok:
+                        failed.append((job, Path(log.name)))
+                        logger.error("[%d/%d] %s FAILED (see %s)", finished, len(todo), job.name,
+                                     log.name)  # fmt: skip
+                    else:
+                        logger.info("[%d/%d] %s done (%s: %.1f s)", finished, len(todo), job.name,
+                                    Path(log.name).stem, elapsed)  # fmt: skip
             running = still
     except KeyboardInterrupt:
         for _, proc, _, _ in running:
@@ -186,10 +205,31 @@ def run_jobs(jobs: Sequence[Job], log_dir: Path, max_parallel: int = 2) -> dict[
     return seconds
 
 
+def _worker(spec_path: str) -> int:
+    """Run the ``kl-alloc`` argument lists in ``spec_path`` one after another in this process."""
+    import traceback
+
+    from kl_alloc.cli import main
+
+    failures = 0
+    for args in json.loads(Path(spec_path).read_text()):
+        print("$ kl-alloc " + shlex.join(args), flush=True)
+        try:
+            code = main(args)
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+        except Exception:  # report it, go on with the next run
+            traceback.print_exc()
+            code = 1
+        failures += code != 0
+        sys.stdout.flush()
+    return 1 if failures else 0
+
+
 def _git(*args: str) -> str | None:
     try:
         out = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=True)
-        return out.stdout.strip()
+        return out.stdout.rstrip("\n")  # keep porcelain's leading status columns
     except (OSError, subprocess.CalledProcessError):
         return None
 
@@ -213,12 +253,14 @@ def provenance(script: str | None = None, argv: Sequence[str] | None = None) -> 
     import kl_alloc
 
     dirty = _git("status", "--porcelain", "--", "kl_alloc")
+    changed = _git("status", "--porcelain", "--untracked-files=no")
     return {
         "command": command_line(script, argv),
         "cwd": os.getcwd(),
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "git_commit": _git("rev-parse", "HEAD"),
         "kl_alloc_dirty": bool(dirty) if dirty is not None else None,
+        "modified_files": None if changed is None else [ln[3:] for ln in changed.splitlines()],
         "kl_alloc": kl_alloc.__version__,
         "python": platform.python_version(),
         "torch": torch.__version__,
@@ -348,3 +390,9 @@ def timing_table(timing: dict[str, Any]) -> str:
          "solver", "solver share"],
         rows,
     )  # fmt: skip
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "--worker":
+        sys.exit(_worker(sys.argv[2]))
+    sys.exit("usage: python benchmarks/_runner.py --worker SPEC.json  (used by run_jobs)")

@@ -8,12 +8,13 @@ Around the current defaults (``TrainerConfig.for_env(game)``), one factor is cha
 - ``greedy_eps`` (G) and ``rescore`` (G: re-probe after every commit, or score once);
 - ``carry_leftover`` (W and G).
 
-Per cell and method, ``--seeds`` runs (separate processes, two at a time) on each game, measured
+Per cell and method, ``--seeds`` runs (worker processes, two at a time, each doing
+``--runs-per-process`` runs in turn) on each game, measured
 as in the paper-experiment scripts: on the matrix game the samples to 0.99 expected reward
 (median over seeds; "never" counts as +inf) and the final expected reward; on the differential
 game the fraction of seeds ending in the global basin and the final expected reward.
 
-    python benchmarks/ablation.py                          # 5 seeds, both games (~15 min)
+    python benchmarks/ablation.py                          # 5 seeds, both games
     python benchmarks/ablation.py --games matrix --seeds 1 --matrix-steps 8000 \
         --factors delta_total --runs-dir /tmp/a --results-dir /tmp/a
 
@@ -71,6 +72,16 @@ def factors(game: str) -> list[tuple[str, list[Any], tuple[str, ...]]]:
     ]
 
 
+def value_label(game: str, key: str | None, value: Any) -> str:
+    """How a value reads in the table: delta_total as a multiple of n * delta (the two games
+    have different n), everything else as given."""
+    if key is None:
+        return "(defaults)"
+    if key == "delta_total":
+        return f"{value / (N_AGENTS[game] * TrainerConfig.for_env(game).delta):g} x n*delta"
+    return _runner.format_value(value)
+
+
 def cell_name(key: str | None, value: Any) -> str:
     return "default" if key is None else f"{key}={_runner.format_value(value)}"
 
@@ -107,7 +118,14 @@ def measure(game: str, jobs: list, steps: int) -> list[dict[str, Any]]:
     for (key, value), job in jobs:
         row = rows.setdefault(
             (cell_name(key, value), job.algo),
-            {"game": game, "factor": key, "value": value, "algo": job.algo, "runs": []},
+            {
+                "game": game,
+                "factor": key,
+                "value": value,
+                "label": value_label(game, key, value),
+                "algo": job.algo,
+                "runs": [],
+            },  # fmt: skip
         )
         run = truncate(load_run(job.run_dir), steps)
         entry: dict[str, Any] = {
@@ -137,20 +155,16 @@ def measure(game: str, jobs: list, steps: int) -> list[dict[str, Any]]:
     return out
 
 
-def _value_text(factor: str | None, value: Any) -> str:
-    return "(defaults)" if factor is None else _runner.format_value(value)
-
-
 def combined_table(rows: list[dict[str, Any]]) -> str:
     """Markdown: one line per (factor, value, method), matrix and differential side by side."""
     index: dict[tuple, dict[str, dict]] = {}
     for r in rows:
-        k = (r["factor"] or "", _value_text(r["factor"], r["value"]), r["algo"])
+        k = (r["factor"] or "", r["label"], r["algo"])
         index.setdefault(k, {})[r["game"]] = r
     order = {"": 0} | {f: i + 1 for i, (f, _, _) in enumerate(factors("matrix"))}
     lines = []
     for (factor, value, algo), by_game in sorted(
-        index.items(), key=lambda kv: (order.get(kv[0][0], 99), kv[0][0] != "", kv[0][2])
+        index.items(), key=lambda kv: (order.get(kv[0][0], 99), ALL.index(kv[0][2]))
     ):
         m, d = by_game.get("matrix"), by_game.get("differential")
         mat_s = "-"
@@ -185,16 +199,13 @@ def figure(rows: list[dict[str, Any]], path: Path) -> None:
             ax = axes[gi, fi]
             cells = [r for r in rows if r["game"] == game and r["factor"] == key]
             algos = [a for a in ALL if any(r["algo"] == a for r in cells)]
-            values = ["default"] + [
-                _runner.format_value(v) for v in dict.fromkeys(r["value"] for r in cells)
-            ]
+            values = ["default"] + list(dict.fromkeys(r["label"] for r in cells))
             width = 0.8 / max(len(algos), 1)
             for ai, algo in enumerate(algos):
                 series = [default.get(algo)] + [
-                    next((r for r in cells if r["algo"] == algo and _runner.format_value(
-                        r["value"]) == v), None)
+                    next((r for r in cells if r["algo"] == algo and r["label"] == v), None)
                     for v in values[1:]
-                ]  # fmt: skip
+                ]
                 ys = [_metric(game, r) for r in series]
                 xs = np.arange(len(values)) + (ai - (len(algos) - 1) / 2) * width
                 ax.bar(xs, ys, width, color=algo_color(algo), label=algo_label(algo))
@@ -207,6 +218,13 @@ def figure(rows: list[dict[str, Any]], path: Path) -> None:
                     else "differential: global-basin\nfraction",
                     fontsize="small",
                 )
+            if game == "differential":
+                ax.set_ylim(0, 1.05)
+                shown = [r for r in cells + list(default.values())]
+                if all(r["global_basin"]["count"] == 0 for r in shown):
+                    ax.text(0.5, 0.5, "no seed reached the\nglobal basin in any cell",
+                            transform=ax.transAxes, ha="center", va="center",
+                            fontsize="x-small")  # fmt: skip
             ax.grid(alpha=0.3, axis="y")
     axes[0, 0].legend(fontsize="x-small")
     fig.suptitle("Ablation, one factor at a time around the defaults", fontsize="medium")
@@ -238,6 +256,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--results-dir", type=Path, default=_runner.ROOT / "benchmarks" / "results")
     parser.add_argument("--jobs", type=int, default=2, help="training processes at once")
     parser.add_argument("--algos", nargs="+", choices=ALL, default=list(ALL), help="methods")
+    parser.add_argument(
+        "--runs-per-process", type=int, default=10,
+        help="runs done one after another in each worker process (saves imports; same numbers)",
+    )  # fmt: skip
     parser.add_argument("--analyse-only", action="store_true")
     args = parser.parse_args(argv)
     _runner.setup_logging()
@@ -256,7 +278,10 @@ def main(argv: list[str] | None = None) -> int:
     }
     if not args.analyse_only:
         _runner.run_jobs(
-            [j for g in args.games for _, j in jobs[g]], args.runs_dir / "logs", args.jobs
+            [j for g in args.games for _, j in jobs[g]],
+            args.runs_dir / "logs",
+            args.jobs,
+            runs_per_process=args.runs_per_process,
         )
     rows = [row for g in args.games for row in measure(g, jobs[g], steps[g])]
     table = combined_table(rows)

@@ -575,6 +575,10 @@ def run_demo(out: Path, seeds: int = 3, steps: int = 200_000, progress: bool = T
         if state == "run":
             _delete_run_files(run_dir)  # the demo's own runs from a previous demo
     t_start = time.perf_counter()
+    # one bar per run says it all: keep the trainer's per-run "starting" line out of the way
+    trainer_log = logging.getLogger("kl_alloc.rl.trainer")
+    level = trainer_log.level
+    trainer_log.setLevel(max(level, logging.WARNING))
     for algo, seed, run_dir in jobs:
         trainer = Trainer("matrix", algo=algo, seed=seed, out_dir=run_dir)
         bar = Progress(steps, 0, f"{algo_label(algo)} seed {seed}", enabled=progress)
@@ -583,7 +587,9 @@ def run_demo(out: Path, seeds: int = 3, steps: int = 200_000, progress: bool = T
         finally:
             bar.close()
             trainer.close()
-        logger.info("%s seed %d: %s", algo, seed, _summary_line(trainer))
+        if not progress:
+            logger.info("%s", _summary_line(trainer))
+    trainer_log.setLevel(level)
     elapsed = time.perf_counter() - t_start
 
     rows, summary = [], {}

@@ -77,7 +77,7 @@ def test_differential_game_tiny(tmp_path):
     assert is_png(tmp_path / "results" / "differential_game.png")
 
 
-def test_ablation_tiny(tmp_path, capsys):
+def test_ablation_tiny(tmp_path, capsys, matrix_tiny):
     argv = ["--games", "matrix", "--seeds", "1", "--matrix-steps", "4000", "--factors",
             "rescore", "--algos", "hatrpo-g", "--runs-dir", str(tmp_path / "runs"),
             "--results-dir", str(tmp_path / "results")]  # fmt: skip
@@ -90,6 +90,14 @@ def test_ablation_tiny(tmp_path, capsys):
     )
     assert rescored["config"]["rescore"] is False
     assert "| rescore" in capsys.readouterr().out
+    # two runs in one worker process give the numbers a process of their own gives
+    from kl_alloc.rl import read_progress
+
+    batched = read_progress(tmp_path / "runs" / "matrix" / "default" / "hatrpo-g-0")
+    alone = read_progress(matrix_tiny / "runs" / "hatrpo-g-0")
+    assert batched[0]["agents"] == alone[0]["agents"]
+    assert batched[0]["expected_reward"] == alone[0]["expected_reward"]
+    assert len(list((tmp_path / "runs" / "logs").glob("*.log"))) == 1  # one worker process
     assert is_png(tmp_path / "results" / "ablation.png")
 
 
