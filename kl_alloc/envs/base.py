@@ -99,10 +99,10 @@ class MultiAgentEnv(ABC):
         """Everything needed to continue bit-for-bit after a restart (RNG and physics state)."""
         return {}
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
+    def load_state_dict(self, state: dict[str, Any]) -> None:  # noqa: B027 (optional hook)
         """Inverse of :meth:`state_dict`."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 (optional hook)
         """Release resources."""
 
 
