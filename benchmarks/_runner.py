@@ -94,10 +94,9 @@ class Job:
         if not config.exists():
             return "todo"
         stored = json.loads(config.read_text())
-        want = self.expected_config()
-        differ = sorted(
-            k for k in set(want) | set(stored["config"]) if stored["config"].get(k) != want.get(k)
-        )
+        want = TrainerConfig.stored_as(self.expected_config())
+        have = TrainerConfig.stored_as(stored["config"])
+        differ = sorted(k for k in set(want) | set(have) if have.get(k) != want.get(k))
         if differ or stored["algo"] != self.algo or stored["seed"] != self.seed:
             raise RuntimeError(
                 f"{self.run_dir} holds a run made with other settings ({differ or 'algo/seed'}): "

@@ -89,8 +89,9 @@ def _config_matches(run_dir: Path, cfg, steps: int) -> str | None:
     stored = _read_json(run_dir / "config.json")
     if stored is None:
         return None
-    want = json.loads(json.dumps(cfg.to_dict()))
-    have = stored.get("config", {})
+    stored_as = type(cfg).stored_as  # fills in defaults of fields added since the run started
+    want = stored_as(json.loads(json.dumps(cfg.to_dict())))
+    have = stored_as(stored.get("config", {}))
     diff = sorted(k for k in set(want) | set(have) if want.get(k) != have.get(k))
     return f"config differs in {diff}" if diff else None
 

@@ -190,7 +190,7 @@ ALGOS = ("hatrpo", "hatrpo-w", "hatrpo-g")
 def make_allocator(algo: str, config) -> Allocator:
     """The allocator of a named method, configured from a :class:`TrainerConfig`."""
     if algo == "hatrpo":
-        return UniformAllocator()
+        return UniformAllocator(carry_leftover=getattr(config, "uniform_carry_leftover", False))
     if algo == "hatrpo-w":
         return WaterFillAllocator(
             floor=config.wf_floor,

@@ -12,6 +12,7 @@ on the games (README) is what should confirm or replace them.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -51,6 +52,9 @@ class TrainerConfig:
     once at M = 1 and update in score order (n probes instead of n(n+1)/2)."""
     carry_leftover: bool = True
     """W and G: budget an agent leaves unused flows to the next agent. HATRPO never carries."""
+    uniform_carry_leftover: bool = False
+    """HATRPO with the leftover carried forward too: NOT the published baseline (False), a control
+    that separates W's gain from re-using unspent budget from its gain from the split."""
     utility: str = "natural_gradient"
     """W's per-agent signal: "natural_gradient" (q_i = g^T F^-1 g) or "grad_norm" (||g||^2)."""
 
@@ -146,6 +150,17 @@ class TrainerConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+    @classmethod
+    def stored_as(cls, data: dict[str, Any]) -> dict[str, Any]:
+        """A stored config (JSON) with the defaults of fields added since filled in, in JSON
+        types: compare two of these to tell whether a run directory may be continued. Unknown
+        fields are kept, so they show up as a difference."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        base = json.loads(
+            json.dumps(cls.from_dict({k: v for k, v in data.items() if k in known}).to_dict())
+        )
+        return {**base, **{k: v for k, v in data.items() if k not in known}}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainerConfig:

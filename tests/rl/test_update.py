@@ -180,3 +180,20 @@ def test_rescoring_ends_when_nothing_can_be_committed():
     trainer.learn(3 * 200, progress=False)
     assert alloc.calls == 3  # one allocation round per iteration, then the iteration ends
     assert all(not a["accepted"] for rec in trainer.history for a in rec["agents"])
+
+
+def test_hatrpo_carries_leftover_only_when_asked():
+    from kl_alloc.rl.allocators import make_allocator
+
+    assert not make_allocator("hatrpo", TrainerConfig()).carry_leftover  # published baseline
+    control = make_allocator("hatrpo", TrainerConfig(uniform_carry_leftover=True))
+    assert isinstance(control, UniformAllocator) and control.carry_leftover
+    # and the trainer honours it: some agent's radius exceeds its uniform share
+    trainer = _trainer("hatrpo", uniform_carry_leftover=True)
+    trainer.learn(10 * 1000, progress=False)
+    radii = [a["radius"] for rec in trainer.history for a in rec["agents"]]
+    assert max(radii) > trainer.config.delta * (1 + 1e-9)
+    assert all(
+        sum(a["kl"] for a in rec["agents"]) <= rec["delta_total"] * (1 + 1e-9)
+        for rec in trainer.history
+    )
