@@ -31,6 +31,9 @@ Layout of ``out_dir`` (stable: the CLI, plots and benchmarks read it)::
     eval.jsonl       one line per evaluation: {"iteration", "env_steps", "return_mean",
                      "return_std", "episodes", "expected_reward"}
     checkpoint.pt    everything needed to resume bit-for-bit (see trainer.py); atomic writes
+    progress.csv     the same per-iteration records as a flat table (one column per scalar,
+                     ``agent{i}_{field}`` per agent, ``time_{part}``), rewritten from
+                     progress.jsonl at every checkpoint and at the end (``write_progress_csv``)
     done.json        written only when a run finishes: {"iterations", "env_steps", "wall_time",
                      "final_expected_reward", "final_eval", "seconds_per_iter"}
 
@@ -260,3 +263,54 @@ def load_run(run_dir: str | os.PathLike) -> RunData:
         eval_return_std=np.array([_num(e.get("return_std")) for e in evals]),
         done=json.loads(done_path.read_text()) if done_path.exists() else None,
     )
+
+
+_AGENT_FIELDS = (
+    "delta_alloc",
+    "radius",
+    "kl",
+    "predicted_improvement",
+    "actual_improvement",
+    "accepted",
+    "position",
+    "utility",
+)
+
+
+def _flat(record: dict[str, Any]) -> dict[str, Any]:
+    row: dict[str, Any] = {}
+    for key, value in record.items():
+        if key == "agents":
+            for a in value:
+                for f in _AGENT_FIELDS:
+                    row[f"agent{a['agent']}_{f}"] = a.get(f)
+        elif key == "time":
+            for part, sec in value.items():
+                row[f"time_{part}"] = sec
+        elif key == "order":
+            row["order"] = " ".join(str(i) for i in value)
+        elif not isinstance(value, dict | list):
+            row[key] = value
+    return row
+
+
+def write_progress_csv(run_dir: str | os.PathLike) -> Path:
+    """Write ``progress.csv`` (a flat view of ``progress.jsonl``, see the module docstring)
+    atomically; returns its path. Empty cells are missing values."""
+    import csv
+    import io
+
+    rows = [_flat(r) for r in read_progress(run_dir)]
+    columns: list[str] = []
+    for row in rows:
+        columns.extend(k for k in row if k not in columns)
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: ("" if v is None else v) for k, v in row.items()})
+    path = Path(run_dir) / "progress.csv"
+    tmp = path.with_suffix(".csv.tmp")
+    tmp.write_text(buf.getvalue(), encoding="utf-8")
+    os.replace(tmp, path)
+    return path

@@ -42,7 +42,7 @@ from kl_alloc.rl.evaluation import deterministic_returns
 from kl_alloc.rl.gae import compute_gae, normalize_advantages
 from kl_alloc.rl.policies import Policy, make_policy
 from kl_alloc.rl.rollout import RolloutCollector
-from kl_alloc.rl.telemetry import FORMAT_VERSION, RunWriter
+from kl_alloc.rl.telemetry import FORMAT_VERSION, RunWriter, write_progress_csv
 from kl_alloc.rl.update import AgentBatch, SequentialUpdate, TRPOSettings
 
 logger = logging.getLogger(__name__)
@@ -310,6 +310,7 @@ class Trainer:
                     cfg.checkpoint_every and self.iteration % cfg.checkpoint_every == 0
                 ):
                     self.save(self.out_dir / "checkpoint.pt")
+                    write_progress_csv(self.out_dir)
                 bar.update(self.steps_per_iteration)
                 reward = record["expected_reward"]
                 bar.set_postfix(
@@ -324,6 +325,7 @@ class Trainer:
                 self._evaluate_and_log()
             if self.out_dir is not None:
                 self.save(self.out_dir / "checkpoint.pt")
+                write_progress_csv(self.out_dir)
                 if not stopped and self._writer is not None:
                     self._writer.done(self._summary())
         finally:

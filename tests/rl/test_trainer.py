@@ -263,3 +263,23 @@ def test_resume_with_networks_normalisers_and_time_limits(tmp_path):
     assert all(torch.equal(a, b) for a, b in zip(_params(full), _params(resumed), strict=True))
     norm_a, norm_b = full.collector.obs_norms[0], resumed.collector.obs_norms[0]
     assert norm_a.count == norm_b.count and np.array_equal(norm_a.mean, norm_b.mean)
+
+
+def test_progress_csv_mirrors_the_jsonl(tmp_path):
+    import csv
+
+    cfg = TrainerConfig.for_env("matrix", checkpoint_every=2)
+    t = Trainer(
+        make_env("matrix", num_envs=300), algo="hatrpo-g", config=cfg, seed=1, out_dir=tmp_path
+    )
+    t.learn(300 * 5, progress=False)
+    recs = read_progress(tmp_path)
+    with open(tmp_path / "progress.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["iteration"]) for r in rows] == [r["iteration"] for r in recs] == [1, 2, 3, 4, 5]
+    for row, rec in zip(rows, recs, strict=True):
+        assert float(row["budget_used"]) == pytest.approx(rec["budget_used"])
+        assert float(row["time_rollout"]) == pytest.approx(rec["time"]["rollout"])
+        for a in rec["agents"]:
+            assert float(row[f"agent{a['agent']}_kl"]) == pytest.approx(a["kl"])
+            assert row[f"agent{a['agent']}_accepted"] == str(a["accepted"])
