@@ -170,12 +170,19 @@ def _agent_labels(run: RunData) -> list[str]:
 
 
 def plot_allocation_heatmaps(
-    runs: Sequence[RunData], title: str | None = None, max_iterations: int | None = None
+    runs: Sequence[RunData],
+    title: str | None = None,
+    max_iterations: int | None = None,
+    labels: Sequence[str] | None = None,
 ) -> Figure:
-    """One panel per run: ``delta_alloc`` (agent x iteration) on a shared colour scale."""
-    runs = [r for r in runs if r.delta_alloc.size]
-    if not runs:
+    """One panel per run: ``delta_alloc`` (agent x iteration) on a shared colour scale.
+    ``labels`` (one per run) replace the default panel titles (method, seed, budget)."""
+    if labels is None:
+        labels = [None] * len(runs)
+    pairs = [(r, lab) for r, lab in zip(runs, labels, strict=True) if r.delta_alloc.size]
+    if not pairs:
         raise ValueError("runs: no run has any iteration to draw")
+    runs = [r for r, _ in pairs]
     n_agents = max(r.delta_alloc.shape[1] for r in runs)
     panel_h = 0.45 + 0.28 * n_agents
     fig = new_figure(10, 0.6 + panel_h * len(runs))
@@ -183,7 +190,7 @@ def plot_allocation_heatmaps(
     alloc = [r.delta_alloc[:max_iterations] for r in runs]
     vmax = max(float(np.nanmax(a)) for a in alloc) or 1.0
     image = None
-    for ax, run, a in zip(axes, runs, alloc, strict=True):
+    for ax, (run, label), a in zip(axes, pairs, alloc, strict=True):
         iters = a.shape[0]
         image = ax.imshow(
             a.T,
@@ -195,12 +202,12 @@ def plot_allocation_heatmaps(
             extent=(0.5, iters + 0.5, a.shape[1] - 0.5, -0.5),
         )
         ax.set_yticks(range(a.shape[1]), _agent_labels(run), fontsize="small")
-        total = np.nanmedian(run.delta_total) if run.delta_total.size else math.nan
-        ax.set_title(
-            f"{algo_label(run_algo(run))}, seed {run_seed(run)}  (delta_total = {total:.3g})",
-            fontsize="medium",
-            loc="left",
-        )
+        if label is None:
+            total = np.nanmedian(run.delta_total) if run.delta_total.size else math.nan
+            label = (
+                f"{algo_label(run_algo(run))}, seed {run_seed(run)}  (delta_total = {total:.3g})"
+            )
+        ax.set_title(label, fontsize="medium", loc="left")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes[-1].set_xlabel("iteration")
     if image is not None:

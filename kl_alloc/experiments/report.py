@@ -668,7 +668,7 @@ def plot_curves(report: dict[str, Any], summaries: Sequence[RunSummary], include
 
 def plot_heatmaps(task: dict[str, Any], summaries: Sequence[RunSummary], max_panels: int = 6):
     """delta_i allocated (agent x iteration), first seed of each adaptive group of ``task``."""
-    from kl_alloc.plotting import new_figure
+    from kl_alloc.plotting import plot_allocation_heatmaps
 
     picked: list[tuple[str, RunSummary]] = []
     for row in task["rows"]:
@@ -692,30 +692,11 @@ def plot_heatmaps(task: dict[str, Any], summaries: Sequence[RunSummary], max_pan
     if len(picked) > max_panels:
         idx = np.unique(np.linspace(0, len(picked) - 1, max_panels).round().astype(int))
         picked = [picked[i] for i in idx]
-    n_agents = max(s.data.delta_alloc.shape[1] for _, s in picked)
-    panel_h = 0.5 + 0.16 * n_agents
-    fig = new_figure(9, 0.7 + panel_h * len(picked))
-    axes = fig.subplots(len(picked), 1, squeeze=False)[:, 0]
-    vmax = max(float(np.nanmax(s.data.delta_alloc)) for _, s in picked) or 1.0
-    image = None
-    for ax, (label, s) in zip(axes, picked, strict=True):
-        a = s.data.delta_alloc
-        image = ax.imshow(
-            a.T,
-            aspect="auto",
-            interpolation="nearest",
-            cmap="viridis",
-            vmin=0.0,
-            vmax=vmax,
-            extent=(0.5, a.shape[0] + 0.5, a.shape[1] - 0.5, -0.5),
-        )
-        ax.set_title(label, fontsize="small", loc="left")
-        ax.set_ylabel("agent", fontsize="small")
-    axes[-1].set_xlabel("iteration")
-    if image is not None:
-        fig.colorbar(image, ax=list(axes), label="delta_i allocated", shrink=0.9)
-    fig.suptitle(f"{task['task']}: KL budget allocated per agent", fontsize="medium")
-    return fig
+    return plot_allocation_heatmaps(
+        [s.data for _, s in picked],
+        title=f"{task['task']}: KL budget allocated per agent",
+        labels=[label for label, _ in picked],
+    )
 
 
 def _metric_points(rows: list[dict[str, Any]], key: str, what: str):
