@@ -41,15 +41,21 @@ def as_float(x, name: str) -> float:
     return float(a)
 
 
-def param_1d(x, name: str, n: int):
-    """A float, or a float64 array of shape (n,), for a parameter broadcast against (n,)."""
+def _scalar_or_array(x, name: str):
+    """A float for a real number or 0-d array, else the float64 array (bools rejected)."""
     if isinstance(x, bool | np.bool_):
         raise ValueError(f"{name} must be a real number or array, got a bool")
     if isinstance(x, numbers.Real):
         return float(x)
     a = as_float_array(x, name)
-    if a.ndim == 0:
-        return float(a)
+    return float(a) if a.ndim == 0 else a
+
+
+def param_1d(x, name: str, n: int):
+    """A float, or a float64 array of shape (n,), for a parameter broadcast against (n,)."""
+    a = _scalar_or_array(x, name)
+    if type(a) is float:
+        return a
     if a.shape == (n,):
         return a
     if a.size == 1 and a.ndim == 1:
@@ -59,13 +65,9 @@ def param_1d(x, name: str, n: int):
 
 def param_nd(x, name: str, shape: tuple, like: str = "weights"):
     """A float, or a C-contiguous float64 array of exactly `shape` (broadcast, then copied)."""
-    if isinstance(x, bool | np.bool_):
-        raise ValueError(f"{name} must be a real number or array, got a bool")
-    if isinstance(x, numbers.Real):
-        return float(x)
-    a = as_float_array(x, name)
-    if a.ndim == 0:
-        return float(a)
+    a = _scalar_or_array(x, name)
+    if type(a) is float:
+        return a
     if a.shape == shape:
         return a
     try:
