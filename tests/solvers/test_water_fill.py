@@ -157,6 +157,24 @@ def test_permutation_equivariance(inst, rnd):
     assert rp.status == r.status
 
 
+# Counterexamples to the bitwise property above that random (not derandomized) hypothesis runs
+# found; known limitations, kept here so they stay visible (strict: a fix makes them pass and
+# must then remove the marker). delta stays correct to the budget tolerance in both.
+_SCALE_COUNTEREXAMPLES = [
+    # subnormal total: subnormals lose bits, so 2 * solve(T) != solve(2 T) (off by one ulp)
+    ((np.array([3.0]), 5e-323, 0.0, 0.0, np.inf), 0, 1),
+    # total 1e-205 against floors 1 and upper 1e-203: the solve ends in ~100 safeguard steps whose
+    # midpoints do not scale exactly (level 0.4000000000000002 vs 2 * 0.20000000000000004)
+    ((np.array([5.0, 1.0]), 2.110721123343366e-205, 1.0, 0.0, 1.3508615189397543e-203), 0, 1),
+]
+
+
+@pytest.mark.xfail(strict=True, reason="known: bitwise scaling fails at extreme magnitudes")
+@pytest.mark.parametrize("inst,ka,kb", _SCALE_COUNTEREXAMPLES)
+def test_scale_invariance_bitwise_known_counterexamples(inst, ka, kb):
+    test_scale_invariance_bitwise_powers_of_two.hypothesis.inner_test(inst, ka, kb)
+
+
 @given(water_fill_instances(), st.integers(-20, 20), st.integers(-20, 20))
 def test_scale_invariance_bitwise_powers_of_two(inst, ka, kb):
     """w -> a*w leaves delta unchanged; (c, lo, hi, total) -> b*(...) scales it by b. With powers
