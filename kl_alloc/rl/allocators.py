@@ -50,6 +50,11 @@ class Allocator:
     rescore = False
     carry_leftover = False
 
+    @classmethod
+    def from_config(cls, config) -> Allocator:
+        """Build from a :class:`~kl_alloc.rl.config.TrainerConfig` (override to read fields)."""
+        return cls()
+
     def probe_radius(self, budget: float) -> float:
         return budget
 
@@ -65,6 +70,10 @@ class UniformAllocator(Allocator):
 
     def __init__(self, carry_leftover: bool = False) -> None:
         self.carry_leftover = bool(carry_leftover)
+
+    @classmethod
+    def from_config(cls, config) -> UniformAllocator:
+        return cls(carry_leftover=getattr(config, "uniform_carry_leftover", False))
 
     def allocate(self, signals: AllocationSignals) -> tuple[np.ndarray, np.ndarray]:
         cand = signals.candidates
@@ -96,6 +105,15 @@ class WaterFillAllocator(Allocator):
         self.delta_max = delta_max
         self.carry_leftover = bool(carry_leftover)
         self.method = method
+
+    @classmethod
+    def from_config(cls, config) -> WaterFillAllocator:
+        return cls(
+            floor=config.wf_floor,
+            delta_min=config.delta_min,
+            delta_max=config.delta_max,
+            carry_leftover=config.carry_leftover,
+        )
 
     def allocate(self, signals: AllocationSignals) -> tuple[np.ndarray, np.ndarray]:
         cand = signals.candidates
@@ -143,6 +161,15 @@ class GreedyAllocator(Allocator):
         self.rescore = bool(rescore)
         self.carry_leftover = bool(carry_leftover)
 
+    @classmethod
+    def from_config(cls, config) -> GreedyAllocator:
+        return cls(
+            eps=config.greedy_eps,
+            delta_max=config.delta_max,
+            rescore=config.rescore,
+            carry_leftover=config.carry_leftover,
+        )
+
     def probe_radius(self, budget: float) -> float:
         return budget if self.delta_max is None else min(budget, float(self.delta_max))
 
@@ -184,25 +211,9 @@ class BudgetTracker:
             self.leftover = max(float(radius) - float(kl), 0.0)
 
 
-ALGOS = ("hatrpo", "hatrpo-w", "hatrpo-g")
-
-
 def make_allocator(algo: str, config) -> Allocator:
-    """The allocator of a named method, configured from a :class:`TrainerConfig`."""
-    if algo == "hatrpo":
-        return UniformAllocator(carry_leftover=getattr(config, "uniform_carry_leftover", False))
-    if algo == "hatrpo-w":
-        return WaterFillAllocator(
-            floor=config.wf_floor,
-            delta_min=config.delta_min,
-            delta_max=config.delta_max,
-            carry_leftover=config.carry_leftover,
-        )
-    if algo == "hatrpo-g":
-        return GreedyAllocator(
-            eps=config.greedy_eps,
-            delta_max=config.delta_max,
-            rescore=config.rescore,
-            carry_leftover=config.carry_leftover,
-        )
-    raise ValueError(f"algo: expected one of {ALGOS}, got {algo!r}")
+    """The allocator of a method name (registered, entry point or ``module:attr``; see
+    :mod:`kl_alloc.methods`), configured from a :class:`TrainerConfig`."""
+    from kl_alloc.methods import get_method
+
+    return get_method(algo).make(config)

@@ -105,7 +105,12 @@ class Trainer:
         self.algo = algo
         self.seed = int(seed)
         self.out_dir = None if out_dir is None else Path(out_dir)
-        self.allocator = allocator if allocator is not None else make_allocator(algo, config)
+        if allocator is None:
+            try:
+                allocator = make_allocator(algo, config)
+            except ValueError as exc:  # unknown name or a plug-in that does not load
+                raise ValueError(f"algo: {exc}") from None
+        self.allocator = allocator
         self.n_agents = env.n_agents
         self.delta_total = config.budget(self.n_agents)
 
