@@ -1,61 +1,203 @@
-"""A name -> environment registry, so entry points stay generic (HARL-style, minus the eval()).
+"""The environment registry: one :class:`EnvEntry` per env, carrying everything a command needs
+(its factory, default training steps, config presets and its own command-line options).
 
     env = make_env("matrix", num_envs=4000, seed=0, action_counts=(2, 3, 5, 8))
+    env = make_env("my_pkg.envs:make_my_env", num_envs=8, seed=0)     # user code, no registration
+    register(EnvEntry("my-env", "my_pkg.envs:make_my_env", default_steps=500_000))
 
-Entries are factories or lazy ``"module:attribute"`` strings, so registering an environment
-costs nothing until it is made (MaMuJoCo pulls in MuJoCo and Gymnasium only when used).
-:func:`make_env` records ``env.spec = {"name": ..., "kwargs": ...}`` on the made env: the trainer
-writes it to ``config.json`` and uses it to rebuild the env for evaluation and ``resume``.
+A name resolves to a registered entry, then an entry point of the ``kl_alloc.envs`` group, then
+a ``module:attr`` spec. For the last two the factory may carry the entry's fields as attributes
+(``default_steps``, ``preset`` (a dict of TrainerConfig overrides), ``options``), or be an
+:class:`EnvEntry` itself. Factories take ``num_envs`` and ``seed`` keywords plus their own.
+:func:`make_env` records ``env.spec = {"name", "kwargs"}``: the run directory keeps it, so
+evaluation, ``--resume`` and Ray workers rebuild the same env by the same name.
 """
 
 from __future__ import annotations
 
-import importlib
-from collections.abc import Callable
+import inspect
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from kl_alloc.envs.base import MultiAgentEnv
+from kl_alloc.plugins import ENV_GROUP, PluginError, is_spec, load_entry_point, load_object
 
 EnvFactory = Callable[..., MultiAgentEnv]
+#: a preset: TrainerConfig overrides, or a function of the env kwargs returning them
+Preset = Mapping[str, Any] | Callable[[Mapping[str, Any]], Mapping[str, Any]]
 
-_REGISTRY: dict[str, EnvFactory | str] = {}
+DEFAULT_STEPS = 1_000_000
 
 
-def register(name: str, factory: EnvFactory | str, *, overwrite: bool = False) -> None:
-    """Register ``factory`` (a callable or a lazy ``"package.module:attr"``) under ``name``."""
-    if not overwrite and name in _REGISTRY:
-        raise ValueError(f"name: environment {name!r} is already registered")
-    if isinstance(factory, str) and ":" not in factory:
+@dataclass(frozen=True)
+class EnvOption:
+    """An env keyword exposed as a command-line option of ``train`` (``--scenario``)."""
+
+    name: str  # the keyword (``agent_conf`` -> ``--agent-conf``)
+    default: Any
+    help: str = ""
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+
+@dataclass(frozen=True)
+class EnvEntry:
+    """A registered environment.
+
+    Attributes:
+        name: registry key (``--env NAME``).
+        factory: a callable or a lazy ``"package.module:attr"`` string.
+        default_steps: training budget (env steps) when ``--steps`` is not given.
+        presets: named ``TrainerConfig`` overrides; ``"default"`` is used unless another is
+            asked for (``--preset``, a sweep task's ``preset``).
+        options: env keywords with their own ``train`` flags and defaults.
+        description: one line for ``--help``.
+    """
+
+    name: str
+    factory: EnvFactory | str
+    default_steps: int = DEFAULT_STEPS
+    presets: Mapping[str, Preset] = field(default_factory=dict)
+    options: tuple[EnvOption, ...] = ()
+    description: str = ""
+
+    def load_factory(self) -> EnvFactory:
+        if isinstance(self.factory, str):
+            return load_object(self.factory, f"env {self.name!r} factory")
+        return self.factory
+
+    def preset(self, name: str = "default", env_kwargs: Mapping[str, Any] | None = None) -> dict:
+        if name not in self.presets:
+            if name == "default":
+                return {}
+            known = ", ".join(sorted(self.presets)) or "none"
+            raise ValueError(f"preset: env {self.name!r} has no preset {name!r} (has: {known})")
+        p = self.presets[name]
+        kwargs = {o.name: o.default for o in self.options} | dict(env_kwargs or {})
+        return dict(p(kwargs) if callable(p) else p)
+
+    def run_name(self, env_kwargs: Mapping[str, Any]) -> str:
+        """A short name for default run directories (``mamujoco-Ant-2x4``)."""
+        base = self.name.partition(":")[2] if is_spec(self.name) else self.name
+        parts = [str(env_kwargs.get(o.name, o.default)) for o in self.options]
+        return "-".join([base, *[p for p in parts if p and p != "None"]])
+
+
+_REGISTRY: dict[str, EnvEntry] = {}
+
+
+def register(
+    name: str | EnvEntry, factory: EnvFactory | str | None = None, *, overwrite: bool = False
+) -> EnvEntry:
+    """Register an :class:`EnvEntry` (or ``name`` + ``factory`` with the entry's defaults)."""
+    entry = name if isinstance(name, EnvEntry) else EnvEntry(str(name), factory)  # type: ignore[arg-type]
+    if entry.factory is None:
+        raise ValueError("factory: a callable or a lazy 'package.module:attr' string")
+    if isinstance(entry.factory, str) and not is_spec(entry.factory):
         raise ValueError(f"factory: lazy entries look like 'package.module:attr', got {factory!r}")
-    _REGISTRY[name] = factory
+    if is_spec(entry.name):
+        raise ValueError(f"name: {entry.name!r} looks like a module:attr spec")
+    if not overwrite and entry.name in _REGISTRY:
+        raise ValueError(f"name: environment {entry.name!r} is already registered")
+    _REGISTRY[entry.name] = entry
+    return entry
 
 
 def available_envs() -> list[str]:
-    return sorted(_REGISTRY)
+    """Registered names, then entry points (``module:attr`` specs work too)."""
+    from kl_alloc.plugins import entry_point_names
+
+    return sorted(_REGISTRY) + [n for n in entry_point_names(ENV_GROUP) if n not in _REGISTRY]
 
 
-def _resolve(name: str) -> EnvFactory:
+def registered_entries() -> list[EnvEntry]:
+    return [_REGISTRY[n] for n in sorted(_REGISTRY)]
+
+
+def _entry_from_object(name: str, obj: Any) -> EnvEntry:
+    if isinstance(obj, EnvEntry):
+        return obj if obj.name == name else EnvEntry(**{**obj.__dict__, "name": name})
+    if not callable(obj):
+        raise PluginError(f"env {name!r}: expected a factory or an EnvEntry, got {obj!r}")
+    preset = getattr(obj, "preset", None)
+    return EnvEntry(
+        name,
+        obj,
+        default_steps=int(getattr(obj, "default_steps", DEFAULT_STEPS)),
+        presets={"default": preset} if preset is not None else {},
+        options=tuple(getattr(obj, "options", ())),
+        description=(getattr(obj, "__doc__", "") or "").strip().split("\n")[0],
+    )
+
+
+def get_env_entry(name: str) -> EnvEntry:
+    """Resolve an env name (registered, entry point or ``module:attr``)."""
+    name = str(name)
+    if name in _REGISTRY:
+        return _REGISTRY[name]
+    obj = load_entry_point(ENV_GROUP, name)
+    if obj is not None:
+        return _entry_from_object(name, obj)
+    if is_spec(name):
+        return _entry_from_object(name, load_object(name, "env"))
+    raise PluginError(
+        f"unknown environment {name!r}; known: {', '.join(available_envs())}, "
+        "or 'package.module:attr' for your own env factory"
+    )
+
+
+def env_preset(
+    name: str, preset: str = "default", env_kwargs: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    """The TrainerConfig overrides of ``name``'s preset (``{}`` if it has none)."""
+    return get_env_entry(name).preset(preset, env_kwargs)
+
+
+def accepted_kwargs(name: str) -> list[str] | None:
+    """The env's own keywords (besides num_envs/seed), or None if it takes ``**kwargs``."""
+    factory = get_env_entry(name).load_factory()
     try:
-        factory = _REGISTRY[name]
-    except KeyError:
-        raise ValueError(f"name: unknown environment {name!r}; known: {available_envs()}") from None
-    if isinstance(factory, str):
-        module, attr = factory.split(":")
-        factory = getattr(importlib.import_module(module), attr)
-    return factory
+        params = inspect.signature(factory).parameters.values()
+    except (TypeError, ValueError):
+        return None
+    if any(p.kind is p.VAR_KEYWORD for p in params):
+        return None
+    return [p.name for p in params if p.name not in ("self", "num_envs", "seed")]
+
+
+def check_env_kwargs(name: str, kwargs: Mapping[str, Any]) -> None:
+    """ValueError naming the env and its keywords if ``kwargs`` has one it does not take."""
+    accepted = accepted_kwargs(name)
+    if accepted is None:
+        return
+    unknown = sorted(set(kwargs) - set(accepted))
+    if unknown:
+        raise ValueError(
+            f"env {name!r} does not take {', '.join(repr(k) for k in unknown)}; "
+            f"it accepts: {', '.join(accepted) or 'nothing'}"
+        )
 
 
 def make_env(
     name: str, num_envs: int | None = None, seed: int | None = None, **kwargs: Any
 ) -> MultiAgentEnv:
-    """Build a registered environment; ``num_envs``/``seed`` are passed on when given."""
-    factory = _resolve(name)
+    """Build an environment by name; ``num_envs``/``seed`` are passed on when given."""
+    entry = get_env_entry(name)
+    factory = entry.load_factory()
     full = dict(kwargs)
     if num_envs is not None:
         full["num_envs"] = int(num_envs)
     if seed is not None:
         full["seed"] = int(seed)
-    env = factory(**full)
+    check_env_kwargs(name, kwargs)
+    try:
+        env = factory(**full)
+    except TypeError as exc:  # a keyword of the wrong kind: say which env refused it
+        raise ValueError(f"env {name!r}: {exc}") from None
     env.spec = {"name": name, "kwargs": {k: v for k, v in full.items() if k != "seed"}}
     return env
 
@@ -66,7 +208,65 @@ def env_spec(env: MultiAgentEnv) -> dict[str, Any] | None:
     return dict(spec) if isinstance(spec, dict) and "name" in spec else None
 
 
-register("matrix", "kl_alloc.envs.matrix_game:MatrixGame")
-register("differential", "kl_alloc.envs.differential_game:DifferentialGame")
-# make_env("mamujoco", num_envs=20, seed=0, scenario="Ant", agent_conf="2x4")
-register("mamujoco", "kl_alloc.envs.mamujoco:MaMuJoCoEnv")
+# -- the built-in environments ------------------------------------------------------------------
+
+register(
+    EnvEntry(
+        "matrix",
+        "kl_alloc.envs.matrix_game:MatrixGame",
+        default_steps=400_000,
+        # experiments.md s.1: 4000 one-step plays per iteration; the critic is a learned constant
+        presets={
+            "default": dict(num_envs=4000, rollout_length=1, eval_episodes=1, checkpoint_every=25)
+        },
+        description="sparse heterogeneous matrix game (experiments.md s.1)",
+    )
+)
+register(
+    EnvEntry(
+        "differential",
+        "kl_alloc.envs.differential_game:DifferentialGame",
+        default_steps=200_000,
+        # experiments.md s.2: a few hundred one-step plays; initial mean 1.5, initial std 0.5
+        presets={
+            "default": dict(
+                num_envs=400,
+                rollout_length=1,
+                init_action_mean=1.5,
+                init_log_std=math.log(0.5),
+                eval_episodes=1,
+                checkpoint_every=25,
+            )
+        },
+        description="two-peak differential game (experiments.md s.2)",
+    )
+)
+register(
+    EnvEntry(
+        "mamujoco",
+        "kl_alloc.envs.mamujoco:MaMuJoCoEnv",
+        default_steps=1_000_000,
+        # experiments.md s.3 / algorithm.md s.1: 20 copies x 200 steps, HATRPO reference
+        # defaults. Initial std exp(-1) ~ 0.37, as HARL's (sigmoid(1) * 0.5): with std 1 the
+        # control cost swamps Ant's reward (-1 per step, episodes of ~60 steps) and learning
+        # barely starts in 1M steps (measured: mean reward per step after 100k steps -0.91 with
+        # std 1, +0.59 with 0.37).
+        presets={
+            "default": dict(
+                num_envs=20,
+                rollout_length=200,
+                init_log_std=-1.0,
+                normalize_obs=True,
+                normalize_values=True,
+                eval_every=25,
+                eval_episodes=10,
+                checkpoint_every=10,
+            )
+        },
+        options=(
+            EnvOption("scenario", "Ant", "MaMuJoCo robot (Ant, HalfCheetah, Walker2d, Hopper...)"),
+            EnvOption("agent_conf", "2x4", "MaMuJoCo agent partition (2x4, 6x1, 2x3, 3x1...)"),
+        ),
+        description="Multi-Agent MuJoCo (Gymnasium-Robotics MaMuJoCo, MuJoCo v5 robots)",
+    )
+)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -139,11 +138,12 @@ class TrainerConfig:
         return total
 
     @classmethod
-    def for_env(cls, name: str, **overrides: Any) -> TrainerConfig:
-        """A preset for a registered env name, with keyword overrides."""
-        if name not in PRESETS:
-            raise ValueError(f"name: no preset for {name!r}; presets: {sorted(PRESETS)}")
-        return cls(**{**PRESETS[name], **overrides})
+    def for_env(cls, name: str, preset: str = "default", **overrides: Any) -> TrainerConfig:
+        """The env's preset (its registry entry's, see :mod:`kl_alloc.envs.registry`; plain
+        defaults if it has none), with keyword overrides."""
+        from kl_alloc.envs.registry import env_preset
+
+        return cls(**{**env_preset(name, preset, overrides.get("env_kwargs")), **overrides})
 
     def replace(self, **changes: Any) -> TrainerConfig:
         return dataclasses.replace(self, **changes)
@@ -169,32 +169,3 @@ class TrainerConfig:
         if unknown:
             raise ValueError(f"config: unknown fields {sorted(unknown)}")
         return cls(**data)
-
-
-PRESETS: dict[str, dict[str, Any]] = {
-    # experiments.md s.1: 4000 one-step plays per iteration; the critic is a learned constant
-    "matrix": dict(num_envs=4000, rollout_length=1, eval_episodes=1, checkpoint_every=25),
-    # experiments.md s.2: a few hundred one-step plays; initial mean 1.5, initial std 0.5
-    "differential": dict(
-        num_envs=400,
-        rollout_length=1,
-        init_action_mean=1.5,
-        init_log_std=math.log(0.5),
-        eval_episodes=1,
-        checkpoint_every=25,
-    ),
-    # experiments.md s.3 / algorithm.md s.1: 20 copies x 200 steps, HATRPO reference defaults.
-    # Initial std exp(-1) ~ 0.37, as HARL's (sigmoid(1) * 0.5): with std 1 the control cost
-    # swamps Ant's reward (-1 per step, episodes of ~60 steps) and learning barely starts in 1M
-    # steps (measured: mean reward per step after 100k steps -0.91 with std 1, +0.59 with 0.37).
-    "mamujoco": dict(
-        num_envs=20,
-        rollout_length=200,
-        init_log_std=-1.0,
-        normalize_obs=True,
-        normalize_values=True,
-        eval_every=25,
-        eval_episodes=10,
-        checkpoint_every=10,
-    ),
-}

@@ -36,7 +36,7 @@ from tqdm.auto import tqdm
 from kl_alloc.envs.base import MultiAgentEnv
 from kl_alloc.rl import checkpoint as ckpt_io
 from kl_alloc.rl.allocators import Allocator, make_allocator
-from kl_alloc.rl.config import PRESETS, TrainerConfig
+from kl_alloc.rl.config import TrainerConfig
 from kl_alloc.rl.critic import Critic
 from kl_alloc.rl.evaluation import deterministic_returns
 from kl_alloc.rl.gae import compute_gae, normalize_advantages
@@ -94,12 +94,11 @@ class Trainer:
         torch.set_num_threads(1)
         if isinstance(env, str):
             if config is None:
-                config = TrainerConfig.for_env(env) if env in PRESETS else TrainerConfig()
+                config = TrainerConfig.for_env(env)
             env = _make_env(env, num_envs=config.num_envs, seed=seed, **config.env_kwargs)
         spec = _env_spec(env)
         if config is None:
-            name = spec["name"] if spec else None
-            config = TrainerConfig.for_env(name) if name in PRESETS else TrainerConfig()
+            config = TrainerConfig.for_env(spec["name"]) if spec else TrainerConfig()
         self.env = env
         self.config = config
         self.algo = algo
