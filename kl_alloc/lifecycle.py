@@ -324,6 +324,11 @@ def plan(
             "--steps extends it), --force to delete it and start over, or choose another --out.",
             out,
         )
+    if stored is None and spec is not None and (given is None or "env" in given):
+        # killed before even its spec was written: the command line states the whole run
+        if steps is not None:
+            spec = dataclasses.replace(spec, steps=steps)
+        return Plan("restart", spec, out, spec.target_steps())
     if stored is None:
         raise RunError(
             f"{out}: neither spec.json nor config.json is there: restore one, or --force", out
@@ -345,8 +350,9 @@ def _check_matches(out: Path, stored: RunSpec, asked: RunSpec, given: tuple[str,
     problems = []
     for key in fields:
         if key == "overrides":
+            effective = json.loads(json.dumps(stored.config().to_dict(), default=list))
             for k, v in asked.overrides.items():
-                have = stored.overrides.get(k)
+                have = effective.get(k, stored.overrides.get(k))
                 if k == "env_kwargs" and isinstance(v, dict):  # only the keywords stated
                     have = {kk: (have or {}).get(kk) for kk in v}
                 if json.loads(json.dumps(v, default=list)) != have:

@@ -10,7 +10,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from kl_alloc.cli import CLIError, main, parse_overrides
+from kl_alloc.cli import main
+from kl_alloc.config import ConfigError
+from kl_alloc.config import parse_set as parse_overrides
 from kl_alloc.rl import Trainer, TrainerConfig, read_config, read_progress
 
 STEPS = 8000  # two iterations of the matrix preset (4000 plays each)
@@ -76,7 +78,7 @@ def test_set_values_are_typed_from_the_dataclass():
     ],
 )
 def test_set_rejects_bad_keys_and_values(pair, message):
-    with pytest.raises(CLIError, match=message.replace("(", r"\(")):
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
         parse_overrides([pair])
 
 
@@ -93,14 +95,14 @@ def test_bad_set_on_the_command_line_exits_2_with_a_message(capsys, tmp_path):
 
 
 def test_bad_arguments_give_clear_errors(capsys, tmp_path):
-    assert "invalid choice: 'foo'" in expect_error(
+    assert "unknown method 'foo'" in expect_error(
         capsys, "train", "--env", "matrix", "--algo", "foo"
     )
     assert "--env is required" in expect_error(capsys, "train", "--out", tmp_path / "new")
     assert "--steps must be >= 1" in expect_error(
         capsys, "train", "--env", "matrix", "--steps", "0", "--out", tmp_path / "y"
     )
-    assert "--scenario/--agent-conf only apply" in expect_error(
+    assert "--scenario: not an option of --env matrix" in expect_error(
         capsys, "train", "--env", "matrix", "--scenario", "Ant", "--out", tmp_path / "z"
     )
     assert "not allowed with argument" in expect_error(
@@ -138,7 +140,7 @@ def test_refuses_a_directory_that_is_not_a_run(capsys, tmp_path):
     (tmp_path / "notes.txt").write_text("mine")
     for flag in ([], ["--force"], ["--resume"]):
         err = expect_error(capsys, "train", "--env", "matrix", "--out", tmp_path, *flag)
-        assert "not an (empty) kl-alloc run directory" in err
+        assert "holds files that are not a kl-alloc run" in err
     assert (tmp_path / "notes.txt").read_text() == "mine"
 
 
@@ -151,7 +153,7 @@ def test_resume_of_a_finished_run_is_a_no_op(finished_run, capsys):
 def test_resume_refuses_different_settings(finished_run, capsys):
     err = expect_error(capsys, "train", "--out", finished_run, "--resume", "--algo", "hatrpo-g",
                        "--set", "delta=0.02")  # fmt: skip
-    assert "--algo hatrpo-g (the run has hatrpo-w)" in err
+    assert "algo 'hatrpo-g' (the run has 'hatrpo-w')" in err
     assert "delta=0.02 (the run has 0.01)" in err
 
 

@@ -86,7 +86,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if message is None:
             raise
         if args.debug:
-            logger.exception("the error in full")
+            import traceback
+
+            traceback.print_exc()
         parser.exit(2, f"kl-alloc: error: {message}\n")
     return 0
 

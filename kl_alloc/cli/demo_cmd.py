@@ -43,19 +43,18 @@ def add_parser(sub: Any) -> None:
     p.set_defaults(func=cmd_demo)
 
 
-def _check_out(out: Path, run_names: set[str]) -> None:
-    """Refuse a directory holding files the demo did not write."""
-    if not out.exists():
-        return
-    if not out.is_dir():
-        raise CLIError(f"--out {out}: is a file; choose a directory")
-    names = {p.name for p in out.iterdir()}
-    if not names:
-        return
-    ours = set(run_names)
+def _check_out(out: Path, files: list[str]) -> None:
+    """Refuse a directory holding anything a previous demo did not write (its demo.json lists
+    what it wrote), then record what this demo will write, before it writes any of it."""
+    names: set[str] = set()
+    if out.exists():
+        if not out.is_dir():
+            raise CLIError(f"--out {out}: is a file; choose a directory")
+        names = {p.name for p in out.iterdir()}
+    ours: set[str] = set()
     if MARKER in names:
         try:
-            ours |= set(json.loads((out / MARKER).read_text()).get("files", [])) | {MARKER}
+            ours = set(json.loads((out / MARKER).read_text()).get("files", [])) | {MARKER}
         except (OSError, ValueError):
             raise CLIError(
                 f"{out / MARKER}: unreadable: restore it or choose another --out"
@@ -66,6 +65,8 @@ def _check_out(out: Path, run_names: set[str]) -> None:
             f"--out {out}: holds files the demo did not write ({', '.join(foreign[:4])}"
             f"{', ...' if len(foreign) > 4 else ''}): choose another --out"
         )
+    out.mkdir(parents=True, exist_ok=True)
+    (out / MARKER).write_text(json.dumps({"files": sorted(ours | set(files))}) + "\n")
 
 
 def run_demo(out: Path, seeds: int = 3, steps: int = 200_000, progress: bool = True) -> dict:
@@ -76,8 +77,8 @@ def run_demo(out: Path, seeds: int = 3, steps: int = 200_000, progress: bool = T
 
     algos = builtin_methods()
     jobs = [(a, s, out / f"{a}-{s}") for a in algos for s in range(seeds)]
-    _check_out(out, {d.name for _, _, d in jobs})
-    out.mkdir(parents=True, exist_ok=True)
+    plots = ["curves.png", "allocation.png"]  # what plot_runs writes for one env
+    _check_out(out, [d.name for _, _, d in jobs] + plots)
     t_start = time.perf_counter()
     # one bar per run says it all: keep the trainer's per-run "starting" line out of the way
     trainer_log = logging.getLogger("kl_alloc.rl.trainer")
@@ -155,8 +156,9 @@ def _report(out: Path, jobs: list, algos: list[str], seeds: int, steps: int, ela
                "final expected reward", "ms/iter"]  # fmt: skip
     print(format_table(headers, rows))
     written = plot_runs([out], str(out) + os.sep)
-    files = sorted({Path(p).name for p in written} | {d.name for _, _, d in jobs})
-    (out / MARKER).write_text(json.dumps({"files": files, "seeds": seeds, "steps": steps}) + "\n")
+    marker = json.loads((out / MARKER).read_text())
+    files = sorted(set(marker["files"]) | {Path(p).name for p in written})
+    (out / MARKER).write_text(json.dumps({"files": files}) + "\n")
     print("\nplots: " + ", ".join(str(p) for p in written))
     print(f"runs:  {out}/<algo>-<seed>  (kl-alloc plot / evaluate read them)")
     return summary

@@ -45,7 +45,14 @@ def load(path: str | os.PathLike) -> dict[str, Any]:
         state = torch.load(path, map_location="cpu", weights_only=False)
     except FileNotFoundError:
         raise CheckpointError(f"{path}: no such checkpoint") from None
-    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError) as exc:
+    except (
+        RuntimeError,
+        EOFError,
+        OSError,
+        pickle.UnpicklingError,
+        zipfile.BadZipFile,
+        ValueError,
+    ) as exc:
         if isinstance(exc, CheckpointError):
             raise
         reason = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__

@@ -85,6 +85,10 @@ def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
     os.replace(tmp, path)
 
 
+class RunDirError(ValueError):
+    """A run directory whose files no longer match its checkpoint (one line, with the way out)."""
+
+
 class RunWriter:
     """Appends to ``progress.jsonl`` / ``eval.jsonl`` with a flush per line."""
 
@@ -110,9 +114,9 @@ class RunWriter:
             else:
                 size = path.stat().st_size if path.exists() else 0
                 if size < offset:
-                    raise ValueError(
+                    raise RunDirError(
                         f"{path} is shorter ({size} bytes) than at the checkpoint ({offset}): "
-                        "the run directory was modified"
+                        "restore it, or start the run over with --force"
                     )
                 with open(path, "a+b") as f:
                     f.truncate(offset)

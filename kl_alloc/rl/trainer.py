@@ -23,6 +23,7 @@ there to the same numbers as an uninterrupted run (wall-clock fields aside).
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -275,6 +276,8 @@ class Trainer:
             path = self.out_dir / "checkpoint.pt"
             if path.exists():
                 self._load_state(ckpt_io.load(path), telemetry=True)
+            elif not self._started:
+                self._restart_logs()
         if not self._started:
             self.collector.reset(self.seed)
             self._started = True
@@ -414,6 +417,23 @@ class Trainer:
             "delta_total": self.delta_total,
             "version": __version__,
         }
+
+    def _restart_logs(self) -> None:
+        """``resume`` of a run killed before its first checkpoint: if ``out_dir`` holds this
+        very run (same config.json settings), its logs are cut and it starts again from 0."""
+        stored_path = self.out_dir / "config.json"
+        if stored_path.exists():
+            stored = json.loads(stored_path.read_text())
+            mine = json.loads(json.dumps(self._run_config(), default=list))
+            differ = [k for k in ("algo", "seed", "config") if stored.get(k) != mine.get(k)]
+            if differ:
+                raise ValueError(
+                    f"resume: {self.out_dir} holds another run (it differs in {', '.join(differ)})"
+                    " and has no checkpoint: choose another out_dir"
+                )
+        for name in ("progress.jsonl", "eval.jsonl", "done.json"):
+            (self.out_dir / name).unlink(missing_ok=True)
+        logger.warning("%s: no checkpoint yet: restarting the run from its start", self.out_dir)
 
     def _open_writer(self) -> None:
         if self.out_dir is None or self._writer is not None:

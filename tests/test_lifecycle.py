@@ -1,0 +1,176 @@
+"""The run lifecycle's rules, one regression test per fault a user met (issue 8):
+a run killed at any moment continues from its own directory, --resume keeps the run's target,
+nothing is overwritten that the command did not create, and every I/O or corruption failure is
+one line naming the file and the way out."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from kl_alloc.cli import main
+from kl_alloc.lifecycle import RunSpec, execute, plan
+from kl_alloc.rl import Trainer, TrainerConfig, read_progress
+
+STEPS = 8000  # two iterations of the matrix preset
+
+
+def timeless(run: Path) -> list[dict]:
+    return [
+        {k: v for k, v in r.items() if "seconds" not in k and "time" not in k}
+        for r in read_progress(run)
+    ]
+
+
+def cli(*args) -> int:
+    return main([str(a) for a in args])
+
+
+def error_line(capsys, *args) -> str:
+    with pytest.raises(SystemExit) as exc:
+        cli(*args)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.count("\n") == 1, err
+    return err
+
+
+class Killed(Exception):
+    pass
+
+
+def kill_at(iteration: int):
+    def callback(trainer, record):
+        if record["iteration"] == iteration:
+            raise Killed
+
+    return callback
+
+
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("life") / "straight"
+    execute(RunSpec("matrix", "hatrpo-w", seed=1, steps=3 * 4000), out)
+    return out
+
+
+def test_killed_before_its_first_checkpoint_resumes_from_its_own_spec(tmp_path, straight):
+    out = tmp_path / "early"
+    spec = RunSpec("matrix", "hatrpo-w", seed=1, steps=3 * 4000)
+    with pytest.raises(Killed):
+        execute(spec, out, callback=kill_at(1))  # checkpoint_every = 25: none written yet
+    assert not (out / "checkpoint.pt").exists()
+    assert (out / "spec.json").exists() and (out / "config.json").exists()
+    # the README way: no --env, no --steps; nothing the run cannot recreate is deleted
+    assert cli("train", "--out", out, "--resume", "--no-progress") == 0
+    assert json.loads((out / "spec.json").read_text())["seed"] == 1
+    assert timeless(out) == timeless(straight)
+
+
+def test_python_learn_resume_without_a_checkpoint_continues(tmp_path, straight):
+    out = tmp_path / "py"
+    cfg = TrainerConfig.for_env("matrix")
+    with pytest.raises(Killed):
+        Trainer("matrix", "hatrpo-w", cfg, seed=1, out_dir=out).learn(
+            12000, progress=False, callback=kill_at(1)
+        )
+    Trainer("matrix", "hatrpo-w", cfg, seed=1, out_dir=out).learn(
+        12000, progress=False, resume=True
+    )
+    assert timeless(out) == timeless(straight)
+
+
+def test_resume_keeps_the_runs_own_target_steps(tmp_path):
+    out = tmp_path / "short"
+    spec = RunSpec("matrix", "hatrpo", seed=0, steps=STEPS, overrides={"checkpoint_every": 1})
+    with pytest.raises(Killed):
+        execute(spec, out, callback=kill_at(1))
+    assert cli("train", "--out", out, "--resume", "--no-progress") == 0
+    assert read_progress(out)[-1]["env_steps"] == STEPS  # not the env's default 400k
+    assert plan(out, None, resume=True).action == "finished"
+    assert plan(out, None, resume=True, steps=3 * 4000).action == "resume"  # --steps extends
+
+
+def test_demo_never_replaces_what_it_did_not_write(tmp_path, capsys):
+    out = tmp_path / "demo"
+    cli("train", "--env", "matrix", "--algo", "hatrpo-w", "--steps", 4000, "--out",
+        out / "hatrpo-w-0", "--no-progress")  # fmt: skip
+    before = (out / "hatrpo-w-0" / "progress.jsonl").read_bytes()
+    (out / "curves.png").write_bytes(b"my own figure")
+    err = error_line(capsys, "demo", "--out", out, "--seeds", 1, "--steps", 4000, "--no-progress")
+    assert "curves.png" in err and "choose another --out" in err
+    assert (out / "curves.png").read_bytes() == b"my own figure"
+    (out / "curves.png").unlink()
+    # a run named like the demo's own is refused, not replaced or extended
+    err = error_line(capsys, "demo", "--out", out, "--seeds", 1, "--steps", 8000, "--no-progress")
+    assert "hatrpo-w-0" in err
+    assert (out / "hatrpo-w-0" / "progress.jsonl").read_bytes() == before
+    # its own directory: a rerun reuses its finished runs and rewrites only its own plots
+    own = tmp_path / "own"
+    args = ("demo", "--out", own, "--seeds", 1, "--steps", 4000, "--no-progress")
+    assert cli(*args) == 0
+    first = (own / "hatrpo-0" / "progress.jsonl").read_bytes()
+    assert cli(*args) == 0
+    assert (own / "hatrpo-0" / "progress.jsonl").read_bytes() == first
+
+
+@pytest.mark.parametrize(
+    "content, words",
+    [(b"", "empty checkpoint"), (b"garbage", "not a readable checkpoint"), (None, "readable")],
+)
+def test_a_broken_checkpoint_is_one_line_naming_it(tmp_path, capsys, content, words):
+    out = tmp_path / "run"
+    cfg = ["--set", "checkpoint_every=1"]
+    assert (
+        cli("train", "--env", "matrix", "--steps", STEPS, "--out", out, "--no-progress", *cfg) == 0
+    )
+    ckpt = out / "checkpoint.pt"
+    data = ckpt.read_bytes()
+    ckpt.write_bytes(data[: len(data) // 2] if content is None else content)
+    err = error_line(capsys, "train", "--out", out, "--resume", "--steps", 3 * 4000)
+    assert str(ckpt) in err and words in err and "--force" in err
+
+
+def test_a_shortened_progress_log_is_one_line_naming_it(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert cli("train", "--env", "matrix", "--steps", STEPS, "--out", out, "--no-progress") == 0
+    log = out / "progress.jsonl"
+    log.write_bytes(log.read_bytes()[:10])
+    args = ("train", "--out", out, "--resume", "--steps", 3 * 4000, "--no-progress")
+    err = error_line(capsys, *args)
+    assert str(log) in err and "--force" in err
+
+
+def test_a_full_disk_or_read_only_file_is_one_line(tmp_path, capsys, monkeypatch):
+    import kl_alloc.lifecycle as lifecycle
+
+    for code, words in ((errno.ENOSPC, "free space"), (errno.EROFS, "not writable")):
+
+        def refuse(path, obj, code=code):
+            raise OSError(code, os.strerror(code), str(path))
+
+        monkeypatch.setattr(lifecycle, "write_json_atomic", refuse)
+        out = tmp_path / f"e{code}"
+        err = error_line(capsys, "train", "--env", "matrix", "--steps", 4000, "--out", out)
+        assert "spec.json" in err and words in err
+
+
+def test_config_errors_name_the_key_and_the_env(tmp_path, capsys):
+    bad = tmp_path / "bad.toml"
+    bad.write_text('delta = "abc"\n')
+    err = error_line(capsys, "train", "--env", "matrix", "--config", bad, "--out", tmp_path / "x")
+    assert "delta: expected a number, got 'abc'" in err
+    err = error_line(capsys, "train", "--env", "matrix", "--set", 'env_kwargs={"foo": 1}',
+                     "--out", tmp_path / "x")  # fmt: skip
+    assert "env 'matrix' does not take 'foo'" in err and "action_counts" in err
+    assert not (tmp_path / "x").exists()
+
+
+def test_debug_shows_the_traceback(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        cli("--debug", "train", "--env", "matrix", "--set", "delta=abc", "--out", tmp_path / "x")
+    assert "Traceback" in capsys.readouterr().err
