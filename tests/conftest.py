@@ -2,9 +2,7 @@
 
 import os
 
-os.environ.setdefault("KL_ALLOC_QUIET", "1")
-
-from hypothesis import HealthCheck, settings  # noqa: E402
+from hypothesis import HealthCheck, settings
 
 # Deterministic in CI (and locally unless HYPOTHESIS_PROFILE=dev): a derandomized profile, no
 # deadline (the first call of a numba kernel compiles for up to a second or two).

@@ -78,8 +78,9 @@ class MultiAgentEnv(ABC):
     obs_sizes: list[int]
     state_size: int
     action_specs: list[ActionSpec]
-    #: one-step games (every step terminates) let the trainer skip bootstrapping entirely
-    one_step: bool = False
+    #: ``{"name", "kwargs"}`` set by :func:`~kl_alloc.envs.registry.make_env`: how to build
+    #: this env again (evaluation, resume, worker processes); None for envs made by hand
+    spec: dict[str, Any] | None = None
 
     @abstractmethod
     def reset(self, seed: int | None = None) -> tuple[list[np.ndarray], np.ndarray]:

@@ -8,8 +8,6 @@ from kl_alloc.envs.base import ActionSpec, MultiAgentEnv, StepResult, check_acti
 
 
 class TargetGame(MultiAgentEnv):
-    one_step = True
-
     def __init__(self, num_envs: int = 256, n_agents: int = 2, seed: int | None = None):
         self.num_envs, self.n_agents = int(num_envs), int(n_agents)
         self.obs_sizes = [2] * self.n_agents
