@@ -235,30 +235,7 @@ class MaMuJoCoEnv(MultiAgentEnv):
         limit = _time_limit(first.single_agent_env)
         self.max_episode_steps = int(max_episode_steps or limit or 1000)
 
-        # Action layout: agent i's j-th action is the single-agent action act_ids[i][j].
-        single_space = first.single_agent_env.action_space
-        self._act_dim = int(single_space.shape[0])
-        if first.agent_obsk is None:  # agent_conf=None: one agent, identity layout
-            self._act_ids = [np.arange(self._act_dim)]
-        else:
-            self._act_ids = [
-                np.array([node.act_ids for node in part], dtype=np.int64)
-                for part in first.agent_action_partitions
-            ]
-        covered = np.sort(np.concatenate(self._act_ids))
-        if not np.array_equal(covered, np.arange(self._act_dim)):
-            raise ValueError(
-                f"agent partition of {scenario!r} {agent_conf!r} does not cover each of the "
-                f"{self._act_dim} actuators exactly once"
-            )
-        low = np.asarray(single_space.low, dtype=np.float64)
-        high = np.asarray(single_space.high, dtype=np.float64)
-        self._low = [low[ids] for ids in self._act_ids]
-        self._high = [high[ids] for ids in self._act_ids]
-        self.action_specs = [
-            ActionSpec.continuous(len(ids), low=lo.astype(np.float32), high=hi.astype(np.float32))
-            for ids, lo, hi in zip(self._act_ids, self._low, self._high, strict=True)
-        ]
+        self._action_layout(first)
 
         # Per-agent observations: a gather from the state where that is exact, else build_obs.
         self._obs_index: list[np.ndarray] | None = self._exact_obs_index(first)
@@ -274,6 +251,32 @@ class MaMuJoCoEnv(MultiAgentEnv):
         self.seed_entropy: int | None = None
 
     # ------------------------------------------------------------------ construction helpers
+
+    def _action_layout(self, first: Any) -> None:
+        """Agent i's j-th action is the single-agent action ``act_ids[i][j]``; bounds per agent."""
+        single_space = first.single_agent_env.action_space
+        self._act_dim = int(single_space.shape[0])
+        if first.agent_obsk is None:  # agent_conf=None: one agent, identity layout
+            self._act_ids = [np.arange(self._act_dim)]
+        else:
+            self._act_ids = [
+                np.array([node.act_ids for node in part], dtype=np.int64)
+                for part in first.agent_action_partitions
+            ]
+        covered = np.sort(np.concatenate(self._act_ids))
+        if not np.array_equal(covered, np.arange(self._act_dim)):
+            raise ValueError(
+                f"agent partition of {self.scenario!r} {self.agent_conf!r} does not cover each "
+                f"of the {self._act_dim} actuators exactly once"
+            )
+        low = np.asarray(single_space.low, dtype=np.float64)
+        high = np.asarray(single_space.high, dtype=np.float64)
+        self._low = [low[ids] for ids in self._act_ids]
+        self._high = [high[ids] for ids in self._act_ids]
+        self.action_specs = [
+            ActionSpec.continuous(len(ids), low=lo.astype(np.float32), high=hi.astype(np.float32))
+            for ids, lo, hi in zip(self._act_ids, self._low, self._high, strict=True)
+        ]
 
     def _exact_obs_index(self, env: Any) -> list[np.ndarray] | None:
         """Index arrays with ``state[idx_i] == build_obs(agent i)``, if that holds exactly.
