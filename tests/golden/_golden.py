@@ -17,8 +17,10 @@ with hex floats, large arrays as ``{"dtype", "shape", "sha256"}`` of their bytes
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +28,7 @@ import numpy as np
 import pytest
 
 GOLDEN = Path(__file__).resolve().parent
+ROOT = GOLDEN.parents[1]
 WRITE_ENV = "KL_ALLOC_WRITE_GOLDEN"
 #: arrays with more elements than this are stored as a hash of their bytes
 MAX_LISTED = 64
@@ -96,3 +99,15 @@ def save(name: str, data: dict) -> None:
 
 def wrote(name: str) -> None:
     pytest.skip(f"{WRITE_ENV}=1: rewrote tests/golden/{name}; review the diff before committing")
+
+
+def fingerprints_module():
+    """``benchmarks/fingerprints.py`` as a module (the runs, the timing-free reduction)."""
+    if "fingerprints" not in sys.modules:
+        spec = importlib.util.spec_from_file_location(
+            "fingerprints", ROOT / "benchmarks" / "fingerprints.py"
+        )
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["fingerprints"] = module
+        spec.loader.exec_module(module)
+    return sys.modules["fingerprints"]
