@@ -78,8 +78,6 @@ class MultiAgentEnv(ABC):
     obs_sizes: list[int]
     state_size: int
     action_specs: list[ActionSpec]
-    #: one-step games (every step terminates) let the trainer skip bootstrapping entirely
-    one_step: bool = False
 
     @abstractmethod
     def reset(self, seed: int | None = None) -> tuple[list[np.ndarray], np.ndarray]:

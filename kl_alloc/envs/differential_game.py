@@ -72,8 +72,6 @@ class DifferentialGame(MultiAgentEnv):
         seed: default seed for :meth:`reset` (the game itself has no randomness).
     """
 
-    one_step = True
-
     def __init__(
         self,
         num_envs: int = 400,

@@ -30,8 +30,6 @@ class MatrixGame(MultiAgentEnv):
         seed: default seed for :meth:`reset` (the game itself has no randomness).
     """
 
-    one_step = True
-
     def __init__(
         self,
         num_envs: int = 4000,

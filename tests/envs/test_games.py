@@ -14,7 +14,7 @@ def test_matrix_game_pays_only_the_paying_joint_action():
     env = MatrixGame(num_envs=6)
     obs, state = env.reset(seed=0)
     assert [o.shape for o in obs] == [(6, 0)] * 4 and state.shape == (6, 0)
-    assert env.obs_sizes == [0, 0, 0, 0] and env.state_size == 0 and env.one_step
+    assert env.obs_sizes == [0, 0, 0, 0] and env.state_size == 0
     actions = [
         np.array([0, 0, 1, 0, 0, 0]),
         np.array([0, 0, 0, 2, 0, 0]),
@@ -98,7 +98,7 @@ def test_differential_game_step_and_parameters():
     res = env.step([np.array([[2.0], [2.0]]), np.array([[2.0], [3.0]])])
     peak = 1.0 / (2 * np.pi)
     np.testing.assert_allclose(res.reward, [peak + 1.0, peak * np.exp(-0.5) + 1.5])
-    assert res.terminated.all() and env.one_step
+    assert res.terminated.all()
     env = DifferentialGame(n_agents=3, peaks=[Peak((1, 1, 1), (1, 2, 3), 2.0)])
     assert env.n_agents == 3 and env.tilt == (0.1, 0.0, 0.0)
     with pytest.raises(ValueError, match="peaks"):

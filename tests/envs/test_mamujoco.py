@@ -52,7 +52,7 @@ def test_conforms_to_the_interface(scenario, conf):
     obs_sizes, state_size, dims = HETEROGENEOUS[(scenario, conf)]
     n = 3
     env = MaMuJoCoEnv(scenario, conf, num_envs=n, seed=0)
-    assert isinstance(env, MultiAgentEnv) and not env.one_step
+    assert isinstance(env, MultiAgentEnv)
     assert env.n_agents == len(obs_sizes) == len(env.possible_agents)
     assert env.possible_agents == [f"agent_{i}" for i in range(env.n_agents)]
     assert env.obs_sizes == obs_sizes and env.state_size == state_size
