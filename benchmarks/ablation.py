@@ -6,7 +6,7 @@ Around the current defaults (``TrainerConfig.for_env(game)``), one factor is cha
 - ``wf_floor`` (W): the water-filling floor c_i;
 - ``delta_min`` (W) and ``delta_max`` (W and G: G's probe radius is min(budget, delta_max));
 - ``greedy_eps`` (G) and ``rescore`` (G: re-probe after every commit, or score once);
-- ``carry_leftover`` (W and G).
+- ``carry`` (W and G: off; their default carries leftover).
 
 Per cell and method, ``--seeds`` runs (worker processes, two at a time, each doing
 ``--runs-per-process`` runs in turn) on each game, measured
@@ -68,7 +68,7 @@ def factors(game: str) -> list[tuple[str, list[Any], tuple[str, ...]]]:
         ("delta_max", [2 * d, 1.5 * d, d], W + G),
         ("greedy_eps", [1e-6, 1e-3, 1e-2], G),
         ("rescore", [not cfg.rescore], G),
-        ("carry_leftover", [not cfg.carry_leftover], W + G),
+        ("carry", [False], W + G),
     ]
 
 

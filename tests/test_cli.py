@@ -46,12 +46,12 @@ def finished_run(tmp_path_factory) -> Path:
 
 def test_set_values_are_typed_from_the_dataclass():
     got = parse_overrides([
-        "delta=0.02", "cg_iters=5", "rescore=false", "carry_leftover=YES", "delta_max=none",
+        "delta=0.02", "cg_iters=5", "rescore=false", "carry=YES", "delta_max=none",
         "delta_total=0.5", "hidden=32,16", "critic_hidden=(8,)", "utility=grad_norm",
         "num_envs=1e3", 'env_kwargs={"action_counts": [2, 3]}', "greedy-eps=1e-5",
     ])  # fmt: skip
     assert got == {
-        "delta": 0.02, "cg_iters": 5, "rescore": False, "carry_leftover": True,
+        "delta": 0.02, "cg_iters": 5, "rescore": False, "carry": True,
         "delta_max": None, "delta_total": 0.5, "hidden": (32, 16), "critic_hidden": (8,),
         "utility": "grad_norm", "num_envs": 1000, "env_kwargs": {"action_counts": [2, 3]},
         "greedy_eps": 1e-5,

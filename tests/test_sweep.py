@@ -144,10 +144,32 @@ def _signals(seed: int = 0) -> AllocationSignals:
     )
 
 
+class _Measured:
+    """A context with two candidates whose measurements are fixed (the wrapper measures exactly
+    what its inner allocator measures)."""
+
+    candidates, n_agents, budget = [0, 1], 2, 0.04
+
+    def __init__(self):
+        self.probed = []
+
+    def utility(self, i):
+        return [1.0, 4.0][i]
+
+    def probe(self, i, radius):
+        from kl_alloc.rl.trpo import StepOutcome
+
+        self.probed.append((i, radius))
+        return StepOutcome(radius, True, 0.01, 0.02, 0.02, 0.0, 1)
+
+    def signals(self, **arrays):
+        return AllocationSignals(np.arange(2), 2, self.budget, np.random.default_rng(0), **arrays)
+
+
 def test_noisy_allocator_perturbs_within_bounds_and_is_seeded():
     inner = WaterFillAllocator()
     noisy = NoisyUtilityAllocator(inner, 0.5)
-    assert (noisy.signal, noisy.rescore, noisy.carry_leftover) == ("utility", False, True)
+    assert noisy.carry_leftover and noisy.measure(_Measured()).utility.tolist() == [1.0, 4.0]
     seen = []
 
     class Spy(WaterFillAllocator):
@@ -164,9 +186,9 @@ def test_noisy_allocator_perturbs_within_bounds_and_is_seeded():
     assert deltas.sum() == pytest.approx(0.04)
     spy.allocate(_signals())
     np.testing.assert_array_equal(seen[0], seen[1])  # same rng state -> same noise
-    assert NoisyUtilityAllocator(WaterFillAllocator(), 0.0).allocate(_signals())[
-        1
-    ] == pytest.approx(WaterFillAllocator().allocate(_signals())[1])
+    assert NoisyUtilityAllocator(WaterFillAllocator(), 0.0).allocate(
+        _signals()
+    ).deltas == pytest.approx(WaterFillAllocator().allocate(_signals()).deltas)
     with pytest.raises(ValueError, match="level"):
         NoisyUtilityAllocator(inner, 1.0)
 
@@ -180,7 +202,9 @@ def test_noisy_greedy_keeps_signs_and_divergence():
             return super().allocate(signals)
 
     noisy = NoisyUtilityAllocator(Spy(eps=1e-4), 0.4)
-    assert noisy.signal == "probe" and noisy.rescore and noisy.probe_radius(1.0) == 1.0
+    ctx = _Measured()
+    noisy.measure(ctx)  # measures with the inner rule: one probe per candidate, whole budget
+    assert ctx.probed == [(0, 0.04), (1, 0.04)]
     order, _ = noisy.allocate(_signals(3))
     imp, div = seen[0]
     assert np.array_equal(np.sign(imp), np.sign([0.1, 0.0, 0.3, -0.2]))

@@ -11,7 +11,8 @@ multiplicatively, before the inner allocator sees it:
 
 With ``level < 1`` the factor stays in (0, 2): a signal keeps its sign, so noise never turns an
 agent with nothing to gain into one that gets budget. Everything else (what is measured, the
-order, leftover carrying, the budget tracker) is the inner allocator's.
+order, what is committed when, leftover carrying) is the inner allocator's: the wrapper
+measures with the inner ``measure`` and perturbs the measured signal in ``allocate``.
 
 The noise is drawn from the trainer's allocation RNG (``signals.rng``, seeded by the run's
 seed and saved in checkpoints), so a noisy run is reproducible and resumes bit-for-bit.
@@ -29,7 +30,7 @@ import dataclasses
 
 import numpy as np
 
-from kl_alloc.rl.allocators import AllocationSignals, Allocator
+from kl_alloc.rl.allocators import Allocation, AllocationSignals, Allocator
 
 
 class NoisyUtilityAllocator(Allocator):
@@ -43,19 +44,18 @@ class NoisyUtilityAllocator(Allocator):
         self.inner = inner
         self.level = level
         self.name = f"noisy-{inner.name}"
-        self.signal = inner.signal
-        self.rescore = inner.rescore
         self.carry_leftover = inner.carry_leftover
 
-    def probe_radius(self, budget: float) -> float:
-        return self.inner.probe_radius(budget)
+    def measure(self, context) -> AllocationSignals:
+        """The inner allocator's measurement, exact (it is what the telemetry logs)."""
+        return self.inner.measure(context)
 
     def factors(self, rng: np.random.Generator, n: int) -> np.ndarray:
         """One multiplicative factor per agent (always n draws, so the stream does not depend
         on how many candidates are left)."""
         return 1.0 + self.level * rng.uniform(-1.0, 1.0, size=n)
 
-    def allocate(self, signals: AllocationSignals) -> tuple[np.ndarray, np.ndarray]:
+    def allocate(self, signals: AllocationSignals) -> Allocation | tuple[np.ndarray, np.ndarray]:
         noisy = dataclasses.replace(signals)  # the caller's arrays stay exact (telemetry)
         factor = self.factors(signals.rng, signals.n_agents)
         if signals.utility is not None:

@@ -1,26 +1,40 @@
 """How the joint KL budget is split across agents, and in which order they update
 (algorithm.md sections 2 and 4).
 
-An allocator is a small object with ONE method, ``allocate(signals) -> (order, deltas)``, and
-three class attributes that tell the sequential update what to measure and how to proceed:
+The sequential update (:mod:`kl_alloc.rl.update`) runs, per iteration, rounds of
 
-- ``signal``: what the update measures before calling ``allocate``: ``"none"``, ``"utility"``
-  (q_i = g_i^T F_i^-1 g_i per candidate, at the current M) or ``"probe"`` (a tentative
-  trust-region step per candidate with radius ``probe_radius(budget)``: its actual surrogate
-  improvement L_j and actual KL D_j; parameters are restored afterwards).
-- ``rescore``: if True, only ``order[0]`` is committed, then the signals are measured again
-  against the new M and the remaining budget, and ``allocate`` is called again (HATRPO-G).
-  If False, every agent in ``order`` is updated in turn and the iteration ends.
+    signals    = allocator.measure(context)      # measure: ask for what the rule needs
+    allocation = allocator.allocate(signals)     # allocate: order and radii
+    commit allocation.committed, in order        # commit: one trust-region step per agent
+
+An allocator is a small object with two methods and one attribute:
+
+- ``measure(context) -> AllocationSignals``: what the rule needs, at the current M, for the
+  agents ``context.candidates``. The context (:class:`~kl_alloc.rl.update.UpdateContext`)
+  offers ``context.utility(i)`` (q_i = g_i^T F_i^-1 g_i), ``context.gradient(i)`` (g_i),
+  ``context.probe(i, radius)`` (a tentative trust-region step: its ``actual_improvement``,
+  ``kl`` and ``accepted``; parameters restored; committed as is later if it fits the radius),
+  ``context.budget`` (KL budget left), ``context.n_agents``, ``context.rng``, and
+  ``context.signals(**per_agent_arrays)`` to build the result. The default measures nothing
+  (``context.signals()``): a rule that only implements ``allocate`` (a fixed split) works.
+  Measured ``utility`` / ``improvement`` / ``divergence`` arrays are logged per agent.
+- ``allocate(signals) -> Allocation`` (or the plain tuple ``(order, deltas)``): ``order`` lists
+  the agents to update (agents left out keep their parameters and leave M unchanged);
+  ``deltas`` has one KL radius per agent (``n_agents`` entries). ``Allocation.commit = k``
+  commits only the first k agents of the order this round, and ``Allocation.remaining`` lists
+  the agents to measure and allocate again afterwards, against the new M and the budget left
+  (HATRPO-G re-scoring); by default the whole order is committed and the iteration ends.
 - ``carry_leftover``: budget an agent leaves unused (its line search stopped below its radius,
-  or rejected) flows to the next agent in the order (see :class:`BudgetTracker`).
+  or found nothing) flows to the next agent committed (see :class:`BudgetTracker`). Every
+  allocator takes it; ``TrainerConfig.carry`` overrides each method's own default.
 
-``order`` lists the agents to update (agents left out are not updated this iteration and leave
-M unchanged); ``deltas`` has one entry per agent (``n_agents``), the KL radius allocated.
-To plug in a new rule, subclass :class:`Allocator` (or duck-type it) and pass it to the Trainer.
+To plug in a new rule, subclass :class:`Allocator` (override ``allocate``, and ``measure`` if it
+needs a signal) and pass it to the Trainer, or name it as ``--algo my_pkg.rules:MyAllocator``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -37,34 +51,65 @@ class AllocationSignals:
     n_agents: int
     budget: float  # KL budget still available
     rng: np.random.Generator  # for random orders (seeded, checkpointed by the trainer)
-    utility: np.ndarray | None = None  # q_i ("utility" signal)
-    improvement: np.ndarray | None = None  # L_j ("probe" signal)
-    divergence: np.ndarray | None = None  # D_j ("probe" signal)
+    utility: np.ndarray | None = None  # q_i (HATRPO-W)
+    improvement: np.ndarray | None = None  # probe L_j (HATRPO-G)
+    divergence: np.ndarray | None = None  # probe D_j (HATRPO-G)
+
+
+@dataclass
+class Allocation:
+    """What ``allocate`` decided. Unpacks as ``order, deltas`` like the plain tuple."""
+
+    order: np.ndarray  # agents to update, in order
+    deltas: np.ndarray  # KL radius per agent (n_agents entries)
+    commit: int | None = None  # commit only the first ``commit`` agents this round (None: all)
+    remaining: Sequence[int] | None = None  # measure + allocate again for these (None: done)
+
+    @property
+    def committed(self) -> list[int]:
+        order = [int(i) for i in self.order]
+        return order if self.commit is None else order[: self.commit]
+
+    def __iter__(self):
+        return iter((self.order, self.deltas))
+
+    @classmethod
+    def of(cls, result: Allocation | tuple[np.ndarray, np.ndarray]) -> Allocation:
+        return result if isinstance(result, Allocation) else cls(*result)
+
+
+def _carry(config, default: bool) -> bool:
+    """The config's ``carry`` (None = the method's ``default``)."""
+    carry = getattr(config, "carry", None)
+    return default if carry is None else bool(carry)
 
 
 class Allocator:
-    """Base class: see the module docstring for the contract."""
+    """Base class: see the module docstring for the protocol."""
 
     name = "base"
-    signal = "none"
-    rescore = False
     carry_leftover = False
 
     @classmethod
     def from_config(cls, config) -> Allocator:
-        """Build from a :class:`~kl_alloc.rl.config.TrainerConfig` (override to read fields)."""
-        return cls()
+        """Build from a :class:`~kl_alloc.rl.config.TrainerConfig` (override to read fields);
+        the base sets ``carry_leftover`` from ``config.carry`` when that is not None."""
+        allocator = cls()
+        allocator.carry_leftover = _carry(config, allocator.carry_leftover)
+        return allocator
 
-    def probe_radius(self, budget: float) -> float:
-        return budget
+    def measure(self, context) -> AllocationSignals:
+        """The signals ``allocate`` needs for ``context.candidates`` (default: none)."""
+        return context.signals()
 
-    def allocate(self, signals: AllocationSignals) -> tuple[np.ndarray, np.ndarray]:
+    def allocate(self, signals: AllocationSignals) -> Allocation | tuple[np.ndarray, np.ndarray]:
         raise NotImplementedError
 
 
 class UniformAllocator(Allocator):
-    """HATRPO: a random order and delta_i = budget / n for everyone. Leftover is NOT carried by
-    default, so this is the published HATRPO baseline (each agent's own KL <= delta)."""
+    """HATRPO: a random order and delta_i = budget / n for everyone. Measures nothing. Leftover
+    is NOT carried by default, so this is the published HATRPO baseline (each agent's own
+    KL <= delta); ``carry_leftover=True`` is the carry-over control."""
 
     name = "uniform"
 
@@ -73,25 +118,36 @@ class UniformAllocator(Allocator):
 
     @classmethod
     def from_config(cls, config) -> UniformAllocator:
-        return cls(carry_leftover=getattr(config, "uniform_carry_leftover", False))
+        return cls(carry_leftover=_carry(config, False))
 
-    def allocate(self, signals: AllocationSignals) -> tuple[np.ndarray, np.ndarray]:
+    def allocate(self, signals: AllocationSignals) -> Allocation:
         cand = signals.candidates
         deltas = np.zeros(signals.n_agents)
         deltas[cand] = uniform_allocate(len(cand), signals.budget).delta
-        return signals.rng.permutation(cand), deltas
+        return Allocation(signals.rng.permutation(cand), deltas)
+
+
+def _natural_gradient(context, i: int) -> float:
+    return context.utility(i)
+
+
+def _grad_norm(context, i: int) -> float:
+    g = context.gradient(i)
+    return float(g.dot(g))
 
 
 class WaterFillAllocator(Allocator):
-    """HATRPO-W: w_i = q_i / sum_j q_j, delta = water_fill(w, budget, floors=floor,
-    lower=delta_min, upper=delta_max); order by descending delta_i; zero-delta agents skipped.
+    """HATRPO-W: measures u_i per candidate (``utility="natural_gradient"``: q_i = g_i^T F_i^-1
+    g_i; ``"grad_norm"``: ||g_i||^2), then w_i = u_i / sum_j u_j, delta = water_fill(w, budget,
+    floors=floor, lower=delta_min, upper=delta_max); order by descending delta_i; zero-delta
+    agents skipped; the whole order is committed.
 
     With floor = 0 and no bounds, delta_i = budget * q_i / sum q: the maximiser of the TRPO
     model's predicted improvement sum_i sqrt(2 delta_i q_i) under sum_i delta_i <= budget.
     """
 
     name = "water_fill"
-    signal = "utility"
+    UTILITIES = {"natural_gradient": _natural_gradient, "grad_norm": _grad_norm}
 
     def __init__(
         self,
@@ -100,11 +156,15 @@ class WaterFillAllocator(Allocator):
         delta_max: float | None = None,
         carry_leftover: bool = True,
         method: str = "exact",
+        utility: str = "natural_gradient",
     ) -> None:
+        if utility not in self.UTILITIES:
+            raise ValueError(f"utility: expected one of {sorted(self.UTILITIES)}, got {utility!r}")
         self.floor, self.delta_min = float(floor), float(delta_min)
         self.delta_max = delta_max
         self.carry_leftover = bool(carry_leftover)
         self.method = method
+        self.utility = utility
 
     @classmethod
     def from_config(cls, config) -> WaterFillAllocator:
@@ -112,10 +172,18 @@ class WaterFillAllocator(Allocator):
             floor=config.wf_floor,
             delta_min=config.delta_min,
             delta_max=config.delta_max,
-            carry_leftover=config.carry_leftover,
+            carry_leftover=_carry(config, True),
+            utility=config.utility,
         )
 
-    def allocate(self, signals: AllocationSignals) -> tuple[np.ndarray, np.ndarray]:
+    def measure(self, context) -> AllocationSignals:
+        measure = self.UTILITIES[self.utility]
+        utility = np.full(context.n_agents, np.nan)
+        for i in context.candidates:
+            utility[i] = measure(context, i)
+        return context.signals(utility=utility)
+
+    def allocate(self, signals: AllocationSignals) -> Allocation:
         cand = signals.candidates
         q = np.maximum(np.asarray(signals.utility, dtype=np.float64)[cand], 0.0)
         total_q = q.sum()
@@ -133,31 +201,33 @@ class WaterFillAllocator(Allocator):
         deltas[cand] = res.delta
         # descending delta, ties by agent index (stable sort on the ascending candidates)
         ranked = cand[np.argsort(-res.delta, kind="stable")]
-        return ranked[deltas[ranked] > 0], deltas
+        return Allocation(ranked[deltas[ranked] > 0], deltas)
 
 
 class GreedyAllocator(Allocator):
-    """HATRPO-G: score_j = L_j / (D_j + eps) from tentative steps of radius min(budget,
-    delta_max); ``greedy_allocate`` gives each agent, in score order, min(D_j, budget left).
+    """HATRPO-G: probes every candidate with a tentative step of radius min(budget,
+    max_probe_radius); score_j = L_j / (D_j + eps); ``greedy_allocate`` gives each agent, in
+    score order, min(D_j, budget left).
 
-    ``rescore=True`` (as published): commit the top agent with its tentative step, re-probe the
-    rest against the new M and the remaining budget, repeat: n(n+1)/2 probes per iteration.
-    ``rescore=False``: score once at M = 1, then update every allocated agent in score order with
-    its allocation as radius (recomputed against the current M, leftover carried).
+    ``rescore=True`` (as published): commit the top agent (with its probe step, which fits),
+    then re-probe the other agents whose improvement was positive against the new M and the
+    budget left, repeat: n(n+1)/2 probes per iteration. ``rescore=False``: score once at M = 1,
+    then commit every allocated agent in score order with its allocation as radius (recomputed
+    against the current M, leftover carried). ``max_probe_radius`` is the config's
+    ``delta_max``; None = the whole budget left.
     """
 
     name = "greedy"
-    signal = "probe"
 
     def __init__(
         self,
         eps: float = 1e-4,
-        delta_max: float | None = None,
+        max_probe_radius: float | None = None,
         rescore: bool = True,
         carry_leftover: bool = True,
     ) -> None:
         self.eps = float(eps)
-        self.delta_max = delta_max
+        self.max_probe_radius = max_probe_radius
         self.rescore = bool(rescore)
         self.carry_leftover = bool(carry_leftover)
 
@@ -165,23 +235,40 @@ class GreedyAllocator(Allocator):
     def from_config(cls, config) -> GreedyAllocator:
         return cls(
             eps=config.greedy_eps,
-            delta_max=config.delta_max,
+            max_probe_radius=config.delta_max,
             rescore=config.rescore,
-            carry_leftover=config.carry_leftover,
+            carry_leftover=_carry(config, True),
         )
 
     def probe_radius(self, budget: float) -> float:
-        return budget if self.delta_max is None else min(budget, float(self.delta_max))
+        cap = self.max_probe_radius
+        return budget if cap is None else min(budget, float(cap))
 
-    def allocate(self, signals: AllocationSignals) -> tuple[np.ndarray, np.ndarray]:
+    def measure(self, context) -> AllocationSignals:
+        radius = self.probe_radius(context.budget)
+        improvement = np.full(context.n_agents, np.nan)
+        divergence = np.full(context.n_agents, np.nan)
+        for i in context.candidates:
+            out = context.probe(i, radius)
+            improvement[i] = out.actual_improvement if out.accepted else 0.0
+            divergence[i] = out.kl
+        return context.signals(improvement=improvement, divergence=divergence)
+
+    def allocate(self, signals: AllocationSignals) -> Allocation:
         cand = signals.candidates
-        improvement = np.asarray(signals.improvement, dtype=np.float64)[cand]
+        improvement = np.asarray(signals.improvement, dtype=np.float64)
         divergence = np.maximum(np.asarray(signals.divergence, dtype=np.float64)[cand], 0.0)
-        res = greedy_allocate(improvement, divergence, signals.budget, eps=self.eps)
+        res = greedy_allocate(improvement[cand], divergence, signals.budget, eps=self.eps)
         deltas = np.zeros(signals.n_agents)
         deltas[cand] = res.delta
         ranked = cand[np.asarray(res.order)]
-        return ranked[deltas[ranked] > 0], deltas
+        ranked = ranked[deltas[ranked] > 0]
+        if not self.rescore:
+            return Allocation(ranked, deltas)
+        # agents without a positive improvement sit this iteration out (algorithm.md s.4);
+        # agents only left out because the budget ran short are probed again
+        rest = [int(c) for c in cand if c not in ranked[:1] and improvement[c] > 0]
+        return Allocation(ranked, deltas, commit=1, remaining=rest)
 
 
 class BudgetTracker:

@@ -5,7 +5,7 @@
     cfg = TrainerConfig.for_env("differential", delta=0.02)   # preset + overrides
 
 The allocation defaults (``delta_total``, ``wf_floor``, ``delta_min``/``delta_max``,
-``greedy_eps``, ``rescore``, ``carry_leftover``) are the plain ones of algorithm.md; the ablation
+``greedy_eps``, ``rescore``, ``carry``) are the plain ones of algorithm.md; the ablation
 on the games (README) is what should confirm or replace them.
 """
 
@@ -43,17 +43,17 @@ class TrainerConfig:
     delta_min: float = 0.0
     """Lower bound on an agent's allocation (W). n_agents * delta_min must be <= delta_total."""
     delta_max: float | None = None
-    """Upper bound on an agent's allocation (W) and on the probe radius (G); None = no cap."""
+    """W: upper bound on an agent's allocation; G: the largest probe radius
+    (``GreedyAllocator.max_probe_radius``); None = no cap."""
     greedy_eps: float = 1e-4
     """eps in the greedy score L_j / (D_j + eps)."""
     rescore: bool = True
     """HATRPO-G re-probes the remaining agents after every commit (as published); False = score
     once at M = 1 and update in score order (n probes instead of n(n+1)/2)."""
-    carry_leftover: bool = True
-    """W and G: budget an agent leaves unused flows to the next agent. HATRPO never carries."""
-    uniform_carry_leftover: bool = False
-    """HATRPO with the leftover carried forward too: NOT the published baseline (False), a control
-    that separates W's gain from re-using unspent budget from its gain from the split."""
+    carry: bool | None = None
+    """Budget an agent leaves unused flows to the next agent in the order. None = the method's
+    default: HATRPO does not carry (the published baseline), W and G do. True for HATRPO is the
+    control that separates W's gain from re-using unspent budget from its gain from the split."""
     utility: str = "natural_gradient"
     """W's per-agent signal: "natural_gradient" (q_i = g^T F^-1 g) or "grad_norm" (||g||^2)."""
 
@@ -156,6 +156,7 @@ class TrainerConfig:
         """A stored config (JSON) with the defaults of fields added since filled in, in JSON
         types: compare two of these to tell whether a run directory may be continued. Unknown
         fields are kept, so they show up as a difference."""
+        data = migrate_stored(data)
         known = {f.name for f in dataclasses.fields(cls)}
         base = json.loads(
             json.dumps(cls.from_dict({k: v for k, v in data.items() if k in known}).to_dict())
@@ -164,8 +165,39 @@ class TrainerConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TrainerConfig:
+        """A config from its ``to_dict`` form, including the forms older runs stored (see
+        :func:`migrate_stored`)."""
+        data = migrate_stored(data)
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = set(data) - known
         if unknown:
             raise ValueError(f"config: unknown fields {sorted(unknown)}")
         return cls(**data)
+
+
+def migrate_stored(data: dict[str, Any]) -> dict[str, Any]:
+    """A stored config in today's fields. Older runs stored the carry-over as two flags:
+    ``carry_leftover`` (W and G carry; default True) and, from the carry-over control on,
+    ``uniform_carry_leftover`` (HATRPO carries too; default False). They become ``carry``:
+    (True, False) -> None (each method's default), (True, True) -> True, (False, False) ->
+    False; (False, True) (HATRPO carries, W and G do not) has no ``carry`` value: ValueError.
+    The new field has its own name because a stored ``carry_leftover: true`` without the second
+    flag (the runs of the first version) means "the method's default", not "always"."""
+    if "carry_leftover" not in data and "uniform_carry_leftover" not in data:
+        return data
+    if "carry" in data:
+        raise ValueError("config: carry and the old carry_leftover fields are both set")
+    data = dict(data)
+    carry = data.pop("carry_leftover", True)
+    uniform = data.pop("uniform_carry_leftover", False)
+    if carry and not uniform:
+        data["carry"] = None
+    elif carry == uniform:
+        data["carry"] = bool(carry)
+    else:
+        raise ValueError(
+            "config: carry_leftover=false with uniform_carry_leftover=true (HATRPO carries "
+            "leftover, W and G do not) cannot be expressed with the single field carry; "
+            "set carry=true or carry=false explicitly"
+        )
+    return data

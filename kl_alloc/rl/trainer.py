@@ -146,7 +146,6 @@ class Trainer:
                 ls_steps=config.ls_steps,
                 ls_backtrack=config.ls_backtrack,
                 accept_ratio=config.accept_ratio,
-                utility=config.utility,
             ),
         )
         self.iteration = 0

@@ -1,23 +1,34 @@
 """The sequential multi-agent trust-region update with the compounding factor M
-(algorithm.md sections 1 and 4).
+(algorithm.md sections 1 and 4), as rounds of measure -> allocate -> commit.
 
 Per iteration, with normalised joint advantages A (one per sample) and M = 1:
 
+    candidates = all agents
     repeat:
-        measure the allocator's signal for the remaining agents (nothing / q_i / probes)
-        order, deltas = allocator.allocate(signals)
-        for agent m in order (only order[0] if the allocator re-scores):
-            radius = budget tracker's radius for deltas[m]
+        signals    = allocator.measure(context)   # what the rule asks the context for
+        allocation = allocator.allocate(signals)  # order, radii, what to commit now
+        for agent m in allocation.committed:      # context.commit(m, delta_m)
+            radius = budget tracker's radius for delta_m
             maximise L_m(theta) = mean[ pi_m,theta(a_m|o_m) / pi_m,old(a_m|o_m) * M * A ]
                 s.t. mean KL(pi_m,old || pi_m,theta) <= radius        (one TRPO step)
             M <- M * pi_m,new(a_m|o_m) / pi_m,old(a_m|o_m)
-    until the allocator does not re-score, or no agent / no budget is left.
+        candidates = allocation.remaining         # None: the iteration ends
+    until no candidate or no budget is left.
 
 Every agent updates at most once per iteration; its "old" policy is the one that collected the
-data. Trust-region search directions and probe steps are cached while M is unchanged, so a
-probe that gets committed is not recomputed (HATRPO-G) and the first W agent reuses the CG
-solve that gave its utility; the M update of a committed step reuses the ratio its line search
-computed. For n = 2 that is the minimum work: W and G both need 3 CG solves (HATRPO 2).
+data. The :class:`UpdateContext` holds the iteration's state (M, the budget tracker, the
+records) and offers the per-agent services allocators measure with (see
+:mod:`kl_alloc.rl.allocators`). Trust-region search directions and probe steps are cached while
+M is unchanged, so a probe that fits its radius is committed as is (HATRPO-G) and the first W
+agent reuses the CG solve that gave its utility; the M update of a committed step reuses the
+ratio its line search computed. For n = 2 that is the minimum work: W and G both need 3 CG
+solves (HATRPO 2).
+
+A sibling update (e.g. HAPPO-style: clip ranges allocated instead of KL radii, each agent
+updated by a clipped objective) subclasses :class:`SequentialUpdate` and overrides
+:meth:`SequentialUpdate.agent_step` (one agent's tentative update with the allocated amount,
+returning a :class:`StepOutcome` with its parameters, ratio and the budget it used as ``kl``);
+the loop, the budget tracker, the caches, the allocators and the telemetry are reused as is.
 """
 
 from __future__ import annotations
@@ -29,7 +40,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 
-from kl_alloc.rl.allocators import AllocationSignals, Allocator, BudgetTracker
+from kl_alloc.rl.allocators import Allocation, AllocationSignals, Allocator, BudgetTracker
 from kl_alloc.rl.policies import Categorical, DiagGaussian, Policy
 from kl_alloc.rl.trpo import (
     Direction,
@@ -52,7 +63,6 @@ class TRPOSettings:
     ls_steps: int = 10
     ls_backtrack: float = 0.8
     accept_ratio: float = 0.5
-    utility: str = "natural_gradient"  # or "grad_norm" (||g||^2)
 
 
 @dataclass
@@ -99,8 +109,126 @@ class UpdateResult:
     extra: dict = field(default_factory=dict)
 
 
+class UpdateContext:
+    """One iteration's state (M, the budget tracker, per-agent records and caches) and the
+    per-agent services an allocator's ``measure`` asks for, all at the current M.
+
+    ``candidates`` (agents still to update), ``n_agents``, ``budget`` (KL left) and ``rng`` are
+    read-only for allocators; ``utility``, ``gradient`` and ``probe`` measure; ``commit`` is
+    the loop's.
+    """
+
+    def __init__(
+        self,
+        update: SequentialUpdate,
+        batches: list[AgentBatch],
+        advantages: torch.Tensor,
+        tracker: BudgetTracker,
+        rng: np.random.Generator,
+    ) -> None:
+        self.update = update
+        self.batches = batches
+        self.advantages = advantages
+        self.tracker = tracker
+        self.rng = rng
+        self.n_agents = len(batches)
+        self.candidates: list[int] = list(range(self.n_agents))
+        self.factor = torch.ones_like(advantages)  # M per sample
+        self.weights = (self.factor * advantages).detach()  # M * A
+        self.records = [AgentRecord(agent=i) for i in range(self.n_agents)]
+        self.order: list[int] = []
+        self._version = 0  # bumps whenever M changes; cached directions/probes are valid within one
+        self._directions: dict[int, tuple[int, Direction]] = {}
+        self._probes: dict[int, tuple[int, StepOutcome]] = {}
+
+    @property
+    def budget(self) -> float:
+        return self.tracker.remaining
+
+    def signals(self, **per_agent: np.ndarray) -> AllocationSignals:
+        """The signals for the current candidates, with measured arrays (one entry per agent)."""
+        return AllocationSignals(
+            candidates=np.array(self.candidates, dtype=np.int64),
+            n_agents=self.n_agents,
+            budget=self.budget,
+            rng=self.rng,
+            **per_agent,
+        )
+
+    # -- measurements ------------------------------------------------------------------------------
+    def direction(self, i: int) -> Direction:
+        """Agent i's trust-region direction (g, s = CG(F, g), s^T F s), cached while M holds."""
+        cached = self._directions.get(i)
+        if cached is None or cached[0] != self._version:
+            d = self.update.direction(i, self.batches[i], self.weights)
+            self._directions[i] = (self._version, d)
+        return self._directions[i][1]
+
+    def utility(self, i: int) -> float:
+        """q_i = g_i^T F_i^-1 g_i (>= 0)."""
+        return self.direction(i).utility
+
+    def gradient(self, i: int) -> torch.Tensor:
+        """g_i, the gradient of agent i's surrogate mean(r_i * M * A)."""
+        return self.direction(i).g
+
+    def probe(self, i: int, radius: float) -> StepOutcome:
+        """A tentative step of agent i with ``radius`` (parameters restored); committed as is
+        later if M has not changed and it fits the committed radius."""
+        out = self.update.agent_step(self, i, radius)
+        self._probes[i] = (self._version, out)
+        self.records[i].probes += 1
+        return out
+
+    def log_signals(self, signals: AllocationSignals) -> None:
+        """Per-agent telemetry: the first value of each measured signal."""
+        for i in self.candidates:
+            rec = self.records[i]
+            if signals.utility is not None and rec.utility is None:
+                rec.utility = float(signals.utility[i])
+            if signals.improvement is not None and rec.probe_improvement is None:
+                rec.probe_improvement = float(signals.improvement[i])
+                if signals.divergence is not None:
+                    rec.probe_kl = float(signals.divergence[i])
+
+    # -- commit --------------------------------------------------------------------------------
+    def commit(self, i: int, delta: float) -> StepOutcome:
+        """Update agent i with the tracker's radius for ``delta``; M absorbs its ratio."""
+        radius = self.tracker.radius(delta)
+        cached = self._probes.get(i)
+        if (
+            cached is not None
+            and cached[0] == self._version
+            and cached[1].accepted
+            and cached[1].kl <= radius
+        ):
+            out = cached[1]  # the tentative step fits: commit it as is
+        else:
+            out = self.update.agent_step(self, i, radius)
+        if out.accepted:
+            set_flat_params(self.update.policies[i], out.params)
+            ratio = out.ratio if out.ratio is not None else self.update.ratio(i, self.batches[i])
+            self.factor = self.factor * ratio
+            self._version += 1
+            self.weights = (self.factor * self.advantages).detach()
+        self.tracker.commit(radius, out.kl)
+        rec = self.records[i]
+        rec.delta_alloc = float(delta)
+        rec.radius = radius
+        rec.kl = out.kl
+        rec.predicted_improvement = out.predicted_improvement
+        rec.actual_improvement = out.actual_improvement
+        rec.accepted = out.accepted
+        rec.position = len(self.order)
+        rec.ls_tries = out.ls_tries
+        self.order.append(i)
+        return out
+
+
 class SequentialUpdate:
-    """Runs the allocator-driven sequential update over a set of per-agent policies."""
+    """Runs the allocator-driven sequential update over a set of per-agent policies.
+
+    The per-agent step is :meth:`agent_step` (TRPO here); a sibling update overrides it."""
 
     def __init__(self, policies: list[Policy], allocator: Allocator, settings: TRPOSettings):
         self.policies = policies
@@ -165,12 +293,17 @@ class SequentialUpdate:
             outcome.ratio = last_ratio[0]
         return outcome
 
+    def agent_step(self, context: UpdateContext, i: int, radius: float) -> StepOutcome:
+        """Agent i's tentative update against the current M with the allocated ``radius``
+        (parameters restored; ``context.commit`` applies it). The seam of a sibling update."""
+        return self.step(i, context.batches[i], context.weights, radius, context.direction(i))
+
     @torch.no_grad()
     def ratio(self, i: int, batch: AgentBatch) -> torch.Tensor:
         """pi_i,new(a_i|o_i) / pi_i,old(a_i|o_i) per sample (product over action dims)."""
         return self._ratio(batch, self.policies[i].dist(batch.obs))
 
-    # -- the sequential update ------------------------------------------------------------------
+    # -- the sequential update: measure -> allocate -> commit -----------------------------------
     def run(
         self,
         batches: list[AgentBatch],
@@ -179,110 +312,36 @@ class SequentialUpdate:
         rng: np.random.Generator,
     ) -> UpdateResult:
         t_start = time.perf_counter()
-        n = len(self.policies)
         alloc = self.allocator
-        factor = torch.ones_like(advantages)
-        tracker = BudgetTracker(delta_total, alloc.carry_leftover)
-        records = [AgentRecord(agent=i) for i in range(n)]
-        order: list[int] = []
-        candidates = list(range(n))
-        version = 0  # bumps whenever M changes; cached directions/probes are valid within one
-        directions: dict[int, tuple[int, Direction]] = {}
-        probes: dict[int, tuple[int, StepOutcome]] = {}
+        tracker = BudgetTracker(delta_total, getattr(alloc, "carry_leftover", False))
+        ctx = UpdateContext(self, batches, advantages, tracker, rng)
         solver_seconds = 0.0
         min_budget = 1e-12 * max(delta_total, 1e-300)
-
-        def get_direction(i: int, weights: torch.Tensor) -> Direction:
-            cached = directions.get(i)
-            if cached is None or cached[0] != version:
-                directions[i] = (version, self.direction(i, batches[i], weights))
-            return directions[i][1]
-
-        while candidates and tracker.remaining > min_budget:
-            weights = (factor * advantages).detach()
-            signals = AllocationSignals(
-                candidates=np.array(candidates, dtype=np.int64),
-                n_agents=n,
-                budget=tracker.remaining,
-                rng=rng,
-            )
-            if alloc.signal == "utility":
-                signals.utility = np.full(n, np.nan)
-                for i in candidates:
-                    d = get_direction(i, weights)
-                    q = d.utility if self.settings.utility == "natural_gradient" else d.g.dot(d.g)
-                    signals.utility[i] = float(q)
-                    if records[i].utility is None:
-                        records[i].utility = float(q)
-            elif alloc.signal == "probe":
-                radius = alloc.probe_radius(tracker.remaining)
-                signals.improvement = np.full(n, np.nan)
-                signals.divergence = np.full(n, np.nan)
-                for i in candidates:
-                    out = self.step(i, batches[i], weights, radius, get_direction(i, weights))
-                    probes[i] = (version, out)
-                    records[i].probes += 1
-                    signals.improvement[i] = out.actual_improvement if out.accepted else 0.0
-                    signals.divergence[i] = out.kl
-                    if records[i].probe_improvement is None:
-                        records[i].probe_improvement = float(signals.improvement[i])
-                        records[i].probe_kl = out.kl
-
+        while ctx.candidates and tracker.remaining > min_budget:
+            signals = alloc.measure(ctx)
+            ctx.log_signals(signals)
             t0 = time.perf_counter()
-            ranked, deltas = alloc.allocate(signals)
+            allocation = Allocation.of(alloc.allocate(signals))
             solver_seconds += time.perf_counter() - t0
-            ranked = [int(i) for i in ranked]
-            commit = ranked[:1] if alloc.rescore else ranked
-            if not commit:
+            committed = allocation.committed
+            if not committed:
                 # nothing gets budget (e.g. every probe measured KL 0 in float32 with a tiny
-                # remainder): probing again against the same M and budget would give the same
-                # answer forever, so the iteration ends here
+                # remainder): measuring again against the same M and budget would give the
+                # same answer forever, so the iteration ends here
                 break
-            for i in commit:
-                radius = tracker.radius(deltas[i])
-                cached = probes.get(i)
-                if (
-                    cached is not None
-                    and cached[0] == version
-                    and cached[1].accepted
-                    and cached[1].kl <= radius
-                ):
-                    out = cached[1]  # the tentative step fits: commit it as is
-                else:
-                    out = self.step(i, batches[i], weights, radius, get_direction(i, weights))
-                if out.accepted:
-                    set_flat_params(self.policies[i], out.params)
-                    ratio = out.ratio if out.ratio is not None else self.ratio(i, batches[i])
-                    factor = factor * ratio
-                    version += 1
-                    weights = (factor * advantages).detach()
-                tracker.commit(radius, out.kl)
-                rec = records[i]
-                rec.delta_alloc = float(deltas[i])
-                rec.radius = radius
-                rec.kl = out.kl
-                rec.predicted_improvement = out.predicted_improvement
-                rec.actual_improvement = out.actual_improvement
-                rec.accepted = out.accepted
-                rec.position = len(order)
-                rec.ls_tries = out.ls_tries
-                order.append(i)
-            done = set(commit)
-            if not alloc.rescore:
+            for i in committed:
+                ctx.commit(i, allocation.deltas[i])
+            if allocation.remaining is None:
                 break
-            candidates = [c for c in candidates if c not in done]
-            if signals.improvement is not None:
-                # no positive improvement: the agent sits this iteration out (algorithm.md s.4);
-                # agents only left out because the budget ran short are probed again
-                candidates = [c for c in candidates if signals.improvement[c] > 0]
+            ctx.candidates = [int(i) for i in allocation.remaining]
 
         if tracker.spent > delta_total * (1 + 1e-9):  # impossible by construction: shout
             logger.error("KL budget exceeded: %.6g > %.6g", tracker.spent, delta_total)
         total = time.perf_counter() - t_start
         return UpdateResult(
-            records=records,
-            order=order,
-            factor=factor,
+            records=ctx.records,
+            order=ctx.order,
+            factor=ctx.factor,
             delta_total=float(delta_total),
             budget_used=tracker.spent,
             actor_seconds=total - solver_seconds,

@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from kl_alloc.envs import make_env
 from kl_alloc.rl import (
     AllocationSignals,
+    Allocator,
     BudgetTracker,
     GreedyAllocator,
     Trainer,
@@ -16,7 +17,8 @@ from kl_alloc.rl import (
     UniformAllocator,
     WaterFillAllocator,
 )
-from kl_alloc.rl.update import AgentBatch
+from kl_alloc.rl.trpo import flat_params
+from kl_alloc.rl.update import AgentBatch, SequentialUpdate
 
 
 def _signals(n=4, budget=0.04, **kw):
@@ -31,7 +33,7 @@ def test_uniform_allocator_is_hatrpo():
     np.testing.assert_allclose(deltas, 0.01)
     rng = np.random.default_rng(1)
     seen = {
-        tuple(UniformAllocator().allocate(AllocationSignals(np.arange(4), 4, 0.04, rng))[0])
+        tuple(UniformAllocator().allocate(AllocationSignals(np.arange(4), 4, 0.04, rng)).order)
         for _ in range(40)
     }
     assert len(seen) > 5  # a random permutation each time
@@ -186,10 +188,10 @@ def test_hatrpo_carries_leftover_only_when_asked():
     from kl_alloc.rl.allocators import make_allocator
 
     assert not make_allocator("hatrpo", TrainerConfig()).carry_leftover  # published baseline
-    control = make_allocator("hatrpo", TrainerConfig(uniform_carry_leftover=True))
+    control = make_allocator("hatrpo", TrainerConfig(carry=True))
     assert isinstance(control, UniformAllocator) and control.carry_leftover
     # and the trainer honours it: some agent's radius exceeds its uniform share
-    trainer = _trainer("hatrpo", uniform_carry_leftover=True)
+    trainer = _trainer("hatrpo", carry=True)
     trainer.learn(10 * 1000, progress=False)
     radii = [a["radius"] for rec in trainer.history for a in rec["agents"]]
     assert max(radii) > trainer.config.delta * (1 + 1e-9)
@@ -197,3 +199,142 @@ def test_hatrpo_carries_leftover_only_when_asked():
         sum(a["kl"] for a in rec["agents"]) <= rec["delta_total"] * (1 + 1e-9)
         for rec in trainer.history
     )
+
+
+# -- the measure -> allocate -> commit protocol ----------------------------------------------------
+
+
+class _Context:
+    """Records what an allocator's ``measure`` asks for (a stand-in for UpdateContext)."""
+
+    n_agents, budget = 3, 0.03
+
+    def __init__(self, candidates=(0, 2)):
+        self.candidates = list(candidates)
+        self.rng = np.random.default_rng(0)
+        self.asked = []
+
+    def utility(self, i):
+        self.asked.append(("utility", i))
+        return float(i + 1)
+
+    def gradient(self, i):
+        self.asked.append(("gradient", i))
+        return torch.tensor([float(i + 1), 1.0])
+
+    def probe(self, i, radius):
+        from kl_alloc.rl.trpo import StepOutcome
+
+        self.asked.append(("probe", i, radius))
+        return StepOutcome(radius, True, radius / 2, 0.02, 0.01 * (i + 1), 0.0, 1)
+
+    def signals(self, **arrays):
+        return AllocationSignals(
+            np.array(self.candidates), self.n_agents, self.budget, self.rng, **arrays
+        )
+
+
+def test_each_allocator_measures_exactly_what_it_needs():
+    ctx = _Context()
+    assert UniformAllocator().measure(ctx).utility is None and ctx.asked == []  # nothing
+    ctx = _Context()
+    np.testing.assert_array_equal(WaterFillAllocator().measure(ctx).utility, [1.0, np.nan, 3.0])
+    assert ctx.asked == [("utility", 0), ("utility", 2)]
+    ctx = _Context()
+    sig = WaterFillAllocator(utility="grad_norm").measure(ctx)
+    assert ctx.asked == [("gradient", 0), ("gradient", 2)] and sig.utility[2] == 10.0
+    ctx = _Context()
+    sig = GreedyAllocator(max_probe_radius=0.01).measure(ctx)  # radius min(budget, cap)
+    assert ctx.asked == [("probe", 0, 0.01), ("probe", 2, 0.01)]
+    np.testing.assert_array_equal(sig.improvement, [0.01, np.nan, 0.03])
+    np.testing.assert_array_equal(sig.divergence, [0.005, np.nan, 0.005])
+    with pytest.raises(ValueError, match="utility"):
+        WaterFillAllocator(utility="advantage")
+
+
+def test_greedy_commits_one_agent_and_rescores_the_positive_rest():
+    sig = _signals(
+        improvement=np.array([0.02, -0.01, 0.05, 0.03]),
+        divergence=np.array([0.01, 0.01, 0.03, 0.01]),
+        budget=0.025,
+    )
+    plan = GreedyAllocator().allocate(sig)
+    assert plan.committed == [3] and list(plan.remaining) == [0, 2]  # agent 1 sits out
+    once = GreedyAllocator(rescore=False).allocate(sig)
+    assert once.committed == [3, 0, 2] and once.remaining is None
+
+
+def test_allocators_take_carry_from_the_one_config_field():
+    from kl_alloc.rl.allocators import make_allocator
+
+    for algo, default in (("hatrpo", False), ("hatrpo-w", True), ("hatrpo-g", True)):
+        assert make_allocator(algo, TrainerConfig()).carry_leftover is default
+        for carry in (True, False):
+            assert make_allocator(algo, TrainerConfig(carry=carry)).carry_leftover is carry
+    g = make_allocator("hatrpo-g", TrainerConfig(delta_max=0.02))
+    assert g.max_probe_radius == 0.02 and g.probe_radius(0.05) == 0.02
+    w = make_allocator("hatrpo-w", TrainerConfig(utility="grad_norm", delta_max=0.02))
+    assert w.utility == "grad_norm" and w.delta_max == 0.02
+
+
+class _FixedSplit(Allocator):
+    """A user rule with only ``allocate``: agent 1 first with 3/4 of the budget, then agent 0."""
+
+    def allocate(self, signals):
+        deltas = np.zeros(signals.n_agents)
+        deltas[[1, 0]] = [0.75 * signals.budget, 0.25 * signals.budget]
+        return np.array([1, 0]), deltas
+
+
+def test_a_rule_with_only_allocate_runs_on_the_default_signal():
+    trainer = Trainer(
+        make_env("matrix", num_envs=200, action_counts=[3, 3]),
+        config=TrainerConfig.for_env("matrix", num_envs=200, carry=True),
+        allocator=_FixedSplit.from_config(TrainerConfig(carry=True)),
+    )
+    trainer.learn(3 * 200, progress=False)
+    for rec in trainer.history:
+        assert rec["order"] == [1, 0]
+        a0, a1 = rec["agents"]
+        assert a1["delta_alloc"] == pytest.approx(0.75 * rec["delta_total"])
+        assert a0["radius"] >= a0["delta_alloc"]  # agent 1's leftover carried to agent 0
+        assert a0["utility"] is None and a0["probes"] == 0  # nothing was measured
+
+
+@pytest.mark.parametrize("algo", ["hatrpo", "hatrpo-w", "hatrpo-g"])
+@pytest.mark.parametrize("carry", [True, False])
+def test_budget_invariant_holds_with_and_without_carry(algo, carry):
+    trainer = _trainer(algo, seed=1, carry=carry)
+    trainer.learn(5 * 1000, progress=False)
+    for rec in trainer.history:
+        agents = rec["agents"]
+        assert sum(a["kl"] for a in agents) <= rec["delta_total"] * (1 + 1e-9)
+        assert rec["budget_used"] == pytest.approx(sum(a["kl"] for a in agents))
+        for a in agents:
+            assert a["kl"] <= a["radius"] + 1e-15
+            if not carry and a["position"] is not None:  # no leftover: radius = allocation
+                assert a["radius"] <= a["delta_alloc"] + 1e-15
+
+
+class _SignStep(SequentialUpdate):
+    """A toy sibling update: each agent takes a fixed-size gradient step scaled to the allocated
+    amount (no CG, no line search), through the same measure -> allocate -> commit loop."""
+
+    def agent_step(self, context, i, radius):
+        from kl_alloc.rl.trpo import StepOutcome
+
+        g = context.gradient(i)
+        params = flat_params(self.policies[i]) + radius * torch.sign(g)
+        return StepOutcome(radius, True, radius / 2, 0.0, 0.0, 0.0, 0, params=params)
+
+
+def test_a_sibling_update_overrides_only_the_agent_step():
+    trainer = _trainer("hatrpo-w")
+    trainer.updater = _SignStep(trainer.policies, trainer.allocator, trainer.updater.settings)
+    before = [flat_params(p) for p in trainer.policies]
+    trainer.learn(2 * 1000, progress=False)
+    for rec in trainer.history:
+        assert all(a["kl"] == a["radius"] / 2 for a in rec["agents"] if a["accepted"])
+        assert rec["budget_used"] <= rec["delta_total"]
+    after = [flat_params(p) for p in trainer.policies]
+    assert any(not torch.equal(a, b) for a, b in zip(after, before, strict=True))
