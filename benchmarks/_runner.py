@@ -1,13 +1,16 @@
-"""Shared machinery of the paper-experiment scripts: one ``kl-alloc train`` process per run.
+"""Shared machinery of the paper-experiment scripts, on top of the one run orchestrator.
 
-- Every run is its own process (``python -m kl_alloc train ... --resume``), at most ``jobs`` at
-  once (default 2: one per core), each with one torch / OpenMP / numba thread.
-- Resumable: a run whose directory has ``done.json`` for at least the requested steps is skipped;
-  a killed run continues from its checkpoint (``--resume``). A finished run whose stored config
-  differs from what the script would use now (a preset changed, other ``--set`` values) is an
-  error, never silently mixed into the results.
+- Every run is a :class:`~kl_alloc.lifecycle.RunSpec` in its run directory, run by
+  :func:`kl_alloc.experiments.runner.run_jobs` with the local executor: its own worker process,
+  one torch / OpenMP / numba thread, at most ``jobs`` at once (default 2: one per core), killed
+  with the script (Ctrl-C, SIGTERM, even SIGKILL).
+- Resumable, by the run lifecycle's rules (the same as ``kl-alloc train --resume`` and
+  ``kl-alloc sweep``): a run whose directory is finished for at least the requested steps is
+  skipped; a killed run continues from its checkpoint. A run directory that holds a run with
+  other settings (a preset changed, other overrides) is an error, never silently mixed into the
+  results. Re-running the same command continues.
 - :func:`provenance` records the exact command, the git commit and the library versions in the
-  results JSON.
+  results JSON (:func:`kl_alloc.lifecycle.provenance`, plus the script's command line).
 """
 
 from __future__ import annotations
@@ -15,31 +18,30 @@ from __future__ import annotations
 import json
 import logging
 import os
-import platform
 import shlex
-import signal
-import subprocess
 import sys
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as `python benchmarks/x.py` from a checkout
 
-from kl_alloc.rl.config import TrainerConfig  # noqa: E402
+from kl_alloc.experiments import runner as orchestrator  # noqa: E402
+from kl_alloc.lifecycle import RunSpec  # noqa: E402
+from kl_alloc.lifecycle import provenance as code_provenance  # noqa: E402
+from kl_alloc.methods import builtin_methods  # noqa: E402
 
 logger = logging.getLogger("benchmarks")
 
-ALGOS = ("hatrpo", "hatrpo-w", "hatrpo-g")
-THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS")
+ALGOS = tuple(builtin_methods())
+THREAD_VARS = orchestrator.THREAD_VARS
 
 
 def format_value(value: Any) -> str:
-    """A config value as ``--set`` text (the CLI parses it back to the same value)."""
+    """A config value as ``--set`` text (the CLI parses it back to the same value); also the
+    value's part of a run directory name."""
     if value is None:
         return "none"
     if isinstance(value, bool):
@@ -53,7 +55,7 @@ def format_value(value: Any) -> str:
 
 @dataclass
 class Job:
-    """One training run: ``kl-alloc train --env ENV --algo ALGO --seed SEED --steps STEPS``."""
+    """One training run: ENV / ALGO / SEED to STEPS env steps in ``run_dir``."""
 
     env: str
     algo: str
@@ -62,175 +64,65 @@ class Job:
     run_dir: Path
     overrides: dict[str, Any] = field(default_factory=dict)
     log_name: str | None = None
-    """file name (without .log) of the child's output; default: the run directory's name"""
+    """file name (without .log) of the worker's output; default: the run directory's name"""
 
     @property
     def name(self) -> str:
         return str(self.run_dir)
 
-    def argv(self) -> list[str]:
-        """The child process's command line."""
-        return [sys.executable, "-m", "kl_alloc", *self.cli_args()]
+    def spec(self) -> RunSpec:
+        return RunSpec(self.env, self.algo, self.seed, self.steps, overrides=dict(self.overrides))
 
-    def cli_args(self) -> list[str]:
-        """The ``kl-alloc`` arguments of this run."""
-        args = [
-            "-q", "train",
-            "--env", self.env, "--algo", self.algo, "--seed", str(self.seed),
-            "--steps", str(self.steps), "--out", str(self.run_dir), "--resume", "--no-progress",
-        ]  # fmt: skip
-        for key, value in self.overrides.items():
-            args += ["--set", f"{key}={format_value(value)}"]
-        return args
-
-    def expected_config(self) -> dict[str, Any]:
-        cfg = TrainerConfig.for_env(self.env, **self.overrides)
-        return json.loads(json.dumps(cfg.to_dict()))
+    def job(self) -> orchestrator.Job:
+        return orchestrator.Job(self.spec(), self.run_dir, name=self.log_name or self.run_dir.name)
 
     def status(self) -> str:
         """``"done"`` (finished with these settings), ``"todo"``; raises on a stale run."""
-        done = self.run_dir / "done.json"
-        config = self.run_dir / "config.json"
-        if not config.exists():
-            return "todo"
-        stored = json.loads(config.read_text())
-        want = TrainerConfig.stored_as(self.expected_config())
-        have = TrainerConfig.stored_as(stored["config"])
-        differ = sorted(k for k in set(want) | set(have) if have.get(k) != want.get(k))
-        if differ or stored["algo"] != self.algo or stored["seed"] != self.seed:
-            raise RuntimeError(
-                f"{self.run_dir} holds a run made with other settings ({differ or 'algo/seed'}): "
-                "delete it or pick another --runs-dir; results are never mixed"
-            )
-        if done.exists() and json.loads(done.read_text()).get("env_steps", 0) >= self.steps:
-            return "done"
-        return "todo"
-
-
-def child_env() -> dict[str, str]:
-    env = dict(os.environ)
-    for var in THREAD_VARS:
-        env[var] = "1"
-    env.setdefault("KL_ALLOC_QUIET", "1")
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-    return env
+        state, detail = orchestrator.job_state(self.job())
+        if state == "conflict":
+            raise RuntimeError(f"{detail} (it was made with other settings)")
+        return "done" if state == "done" else "todo"
 
 
 def run_jobs(
     jobs: Sequence[Job], log_dir: Path, max_parallel: int = 2, runs_per_process: int = 1
 ) -> dict[str, float]:
-    """Run the unfinished jobs in child processes, at most ``max_parallel`` at once.
+    """Run the unfinished jobs in worker processes, at most ``max_parallel`` at once (output in
+    ``log_dir/<name>.log``); returns wall seconds per run that ran.
 
-    With ``runs_per_process=1`` (the default, what the paper-experiment scripts use) every run
-    is its own ``python -m kl_alloc train`` process. A larger value runs that many runs one
-    after another in one worker process (``python benchmarks/_runner.py --worker``), which
-    saves the ~2-4 s of imports per run on short runs; a run's numbers do not depend on it
-    (each Trainer seeds its own generators). Output goes to ``log_dir/<name>.log``.
-
-    Returns wall seconds per process. Raises ``RuntimeError`` naming the failed runs and their
-    logs if any failed; on Ctrl-C / SIGTERM the children are terminated (rerun to resume).
+    ``runs_per_process`` is accepted for compatibility and ignored: every run has a worker
+    process of its own (a run's numbers never depended on it). Raises ``RuntimeError`` naming
+    the failed runs and their logs if any failed, before anything runs if a run directory holds
+    a run with other settings; on Ctrl-C / SIGTERM the workers are stopped (rerun to resume).
     """
+    del runs_per_process
+    for job in jobs:
+        job.status()  # a stale run directory stops everything before anything runs
     max_parallel = max(1, min(int(max_parallel), os.cpu_count() or 1))
-    per = max(1, int(runs_per_process))
-    todo = [j for j in jobs if j.status() != "done"]
-    skipped = len(jobs) - len(todo)
-    if skipped:
-        logger.info("%d of %d runs already finished: skipped", skipped, len(jobs))
-    log_dir.mkdir(parents=True, exist_ok=True)
-    queue = [todo[k : k + per] for k in range(0, len(todo), per)]
-    running: list[tuple[list[Job], subprocess.Popen, float, Any]] = []
-    failed: list[tuple[Job, Path]] = []
-    seconds: dict[str, float] = {}
-    finished = 0
-    env = child_env()
-
-    def start(batch: list[Job]) -> None:
-        for job in batch:
-            job.run_dir.parent.mkdir(parents=True, exist_ok=True)
-        name = batch[0].log_name or batch[0].run_dir.name
-        if len(batch) == 1:
-            argv = batch[0].argv()
-        else:
-            name += f"+{len(batch) - 1}"
-            spec = log_dir / f"{name}.json"
-            spec.write_text(json.dumps([j.cli_args() for j in batch]))
-            argv = [sys.executable, str(Path(__file__).resolve()), "--worker", str(spec)]
-        log = open(log_dir / f"{name}.log", "w")  # noqa: SIM115 - closed when the child ends
-        log.write(shlex.join(argv) + "\n")
-        log.flush()
-        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env)
-        running.append((batch, proc, time.perf_counter(), log))
-
-    def terminate(*_: Any) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, terminate)
     try:
-        while queue or running:
-            while queue and len(running) < max_parallel:
-                start(queue.pop(0))
-            time.sleep(0.05)
-            still = []
-            for batch, proc, t0, log in running:
-                if proc.poll() is None:
-                    still.append((batch, proc, t0, log))
-                    continue
-                log.close()
-                seconds[log.name] = elapsed = time.perf_counter() - t0
-                for job in batch:
-                    finished += 1
-                    ok = proc.returncode == 0 if len(batch) == 1 else job.status() == "done"
-                    if not ok:
-                        failed.append((job, Path(log.name)))
-                        logger.error("[%d/%d] %s FAILED (see %s)", finished, len(todo), job.name,
-                                     log.name)  # fmt: skip
-                    else:
-                        logger.info("[%d/%d] %s done (%s: %.1f s)", finished, len(todo), job.name,
-                                    Path(log.name).stem, elapsed)  # fmt: skip
-            running = still
+        result = orchestrator.run_jobs(
+            [j.job() for j in jobs],
+            executor="local",
+            workers=max_parallel,
+            retries=1,
+            progress=False,
+            log_dir=log_dir,
+        )
     except KeyboardInterrupt:
-        for _, proc, _, _ in running:
-            proc.terminate()
-        for _, proc, _, log in running:
-            proc.wait()
-            log.close()
         logger.error("interrupted: rerun the same command to resume")
         raise
-    finally:
-        signal.signal(signal.SIGTERM, previous)
+    skipped = result.count("skipped")
+    if skipped:
+        logger.info("%d of %d runs already finished: skipped", skipped, len(jobs))
+    by_dir = {str(j.run_dir): j for j in jobs}
+    failed = [(by_dir[k], s) for k, s in result.status.items() if s["status"] == "failed"]
     if failed:
-        names = ", ".join(f"{j.name} ({p})" for j, p in failed)
+        names = ", ".join(
+            f"{j.name} ({Path(log_dir) / ((j.log_name or j.run_dir.name) + '.log')}: {s['error']})"
+            for j, s in failed
+        )
         raise RuntimeError(f"{len(failed)} run(s) failed: {names}")
-    return seconds
-
-
-def _worker(spec_path: str) -> int:
-    """Run the ``kl-alloc`` argument lists in ``spec_path`` one after another in this process."""
-    import traceback
-
-    from kl_alloc.cli import main
-
-    failures = 0
-    for args in json.loads(Path(spec_path).read_text()):
-        print("$ kl-alloc " + shlex.join(args), flush=True)
-        try:
-            code = main(args)
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else 1
-        except Exception:  # report it, go on with the next run
-            traceback.print_exc()
-            code = 1
-        failures += code != 0
-        sys.stdout.flush()
-    return 1 if failures else 0
-
-
-def _git(*args: str) -> str | None:
-    try:
-        out = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=True)
-        return out.stdout.rstrip("\n")  # keep porcelain's leading status columns
-    except (OSError, subprocess.CalledProcessError):
-        return None
+    return {k: s["seconds"] for k, s in result.status.items() if s["status"] == "done"}
 
 
 def command_line(script: str | None = None, argv: Sequence[str] | None = None) -> str:
@@ -246,27 +138,16 @@ def command_line(script: str | None = None, argv: Sequence[str] | None = None) -
 
 
 def provenance(script: str | None = None, argv: Sequence[str] | None = None) -> dict[str, Any]:
-    import numpy
-    import torch
+    """:func:`kl_alloc.lifecycle.provenance` with the command and the library versions."""
+    import numpy  # noqa: F401  (recorded by version)
+    import torch  # noqa: F401
 
-    import kl_alloc
-
-    dirty = _git("status", "--porcelain", "--", "kl_alloc")
-    changed = _git("status", "--porcelain", "--untracked-files=no")
-    return {
-        "command": command_line(script, argv),
-        "cwd": os.getcwd(),
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "git_commit": _git("rev-parse", "HEAD"),
-        "kl_alloc_dirty": bool(dirty) if dirty is not None else None,
-        "modified_files": None if changed is None else [ln[3:] for ln in changed.splitlines()],
-        "kl_alloc": kl_alloc.__version__,
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "numpy": numpy.__version__,
-        "cpus": os.cpu_count(),
-        "machine": platform.machine(),
-    }
+    out = code_provenance(command_line(script, argv))
+    modified = out.get("modified_files")
+    out["kl_alloc_dirty"] = (
+        None if modified is None else any(f.startswith("kl_alloc/") for f in modified)
+    )
+    return out
 
 
 def write_json(path: Path, obj: Any) -> None:
@@ -389,9 +270,3 @@ def timing_table(timing: dict[str, Any]) -> str:
          "solver", "solver share"],
         rows,
     )  # fmt: skip
-
-
-if __name__ == "__main__":
-    if len(sys.argv) == 3 and sys.argv[1] == "--worker":
-        sys.exit(_worker(sys.argv[2]))
-    sys.exit("usage: python benchmarks/_runner.py --worker SPEC.json  (used by run_jobs)")

@@ -8,8 +8,8 @@ Around the current defaults (``TrainerConfig.for_env(game)``), one factor is cha
 - ``greedy_eps`` (G) and ``rescore`` (G: re-probe after every commit, or score once);
 - ``carry`` (W and G: off; their default carries leftover).
 
-Per cell and method, ``--seeds`` runs (worker processes, two at a time, each doing
-``--runs-per-process`` runs in turn) on each game, measured
+Per cell and method, ``--seeds`` runs (worker processes of the run orchestrator, two at a
+time; ``--runs-per-process`` is accepted and ignored) on each game, measured
 as in the paper-experiment scripts: on the matrix game the samples to 0.99 expected reward
 (median over seeds; "never" counts as +inf) and the final expected reward; on the differential
 game the fraction of seeds ending in the global basin and the final expected reward.
@@ -52,7 +52,7 @@ from kl_alloc.rl.telemetry import load_run  # noqa: E402
 NAME = "ablation"
 GAMES = ("matrix", "differential")
 N_AGENTS = {"matrix": 4, "differential": 2}
-ALL = ("hatrpo", "hatrpo-w", "hatrpo-g")
+ALL = _runner.ALGOS  # kl_alloc.methods.builtin_methods()
 W, G = ("hatrpo-w",), ("hatrpo-g",)
 
 
@@ -258,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--algos", nargs="+", choices=ALL, default=list(ALL), help="methods")
     parser.add_argument(
         "--runs-per-process", type=int, default=10,
-        help="runs done one after another in each worker process (saves imports; same numbers)",
+        help="ignored (kept for old command lines): every run has its own worker process",
     )  # fmt: skip
     parser.add_argument("--analyse-only", action="store_true")
     args = parser.parse_args(argv)

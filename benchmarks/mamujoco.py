@@ -55,8 +55,10 @@ logger = logging.getLogger("benchmarks.mamujoco")
 
 #: task name -> (scenario, agent_conf)
 TASKS = {"ant-2x4": ("Ant", "2x4"), "halfcheetah-6x1": ("HalfCheetah", "6x1")}
-ALGOS = ("hatrpo", "hatrpo-w", "hatrpo-g")
-LABELS = {"hatrpo": "HATRPO", "hatrpo-w": "HATRPO-W", "hatrpo-g": "HATRPO-G"}
+from kl_alloc.methods import builtin_methods, method_label  # noqa: E402
+
+ALGOS = tuple(builtin_methods())
+LABELS = {m: method_label(m) for m in ALGOS}
 DEFAULT_OUT = ROOT / "runs" / "bench" / "mamujoco"
 RESULTS = ROOT / "benchmarks" / "results"
 #: overrides of the "mamujoco" preset used by every run of this benchmark

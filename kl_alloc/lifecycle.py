@@ -78,6 +78,53 @@ def io_error(path: str | os.PathLike, exc: OSError, doing: str = "write") -> Run
     return RunError(f"{path}: cannot {doing} ({hint})", path)
 
 
+# -- provenance ----------------------------------------------------------------------------------
+
+
+def provenance(command: str | None = None) -> dict[str, Any]:
+    """Which code made a run or a result (torch-free; the one provenance function of the
+    package: ``spec.json``'s ``code``, sweep trials, reports and the benchmark results).
+
+    kl_alloc's version and location, the Python and platform, and, when the package sits in a
+    git checkout, its commit, whether tracked files differ from it and which; ``command`` (the
+    command line that produced the result) is recorded when given.
+    """
+    import platform
+    import subprocess
+    import sys
+    import time
+
+    from kl_alloc import __version__
+
+    root = Path(__file__).resolve().parents[1]
+    out: dict[str, Any] = {
+        "generated_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "kl_alloc": __version__,
+        "path": str(root),
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "cpus": os.cpu_count(),
+    }
+    for lib in ("numpy", "torch"):  # versions of what this process already imported
+        mod = sys.modules.get(lib)
+        if mod is not None:
+            out[lib] = getattr(mod, "__version__", None)
+    if command is not None:
+        out["command"] = command
+        out["cwd"] = os.getcwd()
+    try:
+        git = ["git", "-C", str(root)]
+        run = dict(capture_output=True, text=True, timeout=5, check=True)
+        out["git_commit"] = subprocess.run([*git, "rev-parse", "HEAD"], **run).stdout.strip()
+        status = subprocess.run([*git, "status", "--porcelain", "--untracked-files=no"], **run)
+        changed = [line[3:] for line in status.stdout.splitlines() if line.strip()]
+        out["git_dirty"] = bool(changed)
+        out["modified_files"] = changed
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return out
+
+
 # -- the spec ------------------------------------------------------------------------------------
 
 

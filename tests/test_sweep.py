@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +16,7 @@ import pytest
 
 from kl_alloc.experiments.commands import main as commands_main
 from kl_alloc.experiments.noise import NoisyUtilityAllocator
-from kl_alloc.experiments.runner import run_trial, trial_state
+from kl_alloc.experiments.runner import Job, job_state, run_job, run_jobs, run_sweep
 from kl_alloc.experiments.spec import SpecError, load_spec, parse_spec
 from kl_alloc.rl.allocators import AllocationSignals, GreedyAllocator, WaterFillAllocator
 
@@ -88,12 +92,18 @@ def test_spec_expands_the_grid(tmp_path):
         ("bogus = 1\n[sweep]\nsteps = 1\n[tasks.m]\nenv='matrix'", r"'bogus' in the top level"),
         (
             "[sweep]\nsteps = 1\n[tasks.m]\nenv='matrix'\n[config]\ndeltaa = 0.1",
-            r"unknown key\(s\) 'deltaa' \(did you mean delta",
+            r"config\.deltaa: unknown config key; did you mean delta",
         ),
         ("[sweep]\nsteps = 1\n[tasks.m]\nenv='matrix'\nenvkw = 1", r"'envkw' in \[tasks.m\]"),
-        ("[sweep]\nsteps = 1\n[tasks.m]\nenv='chess'", r"tasks.m\]\.env: expected one of"),
+        (
+            "[sweep]\nsteps = 1\n[tasks.m]\nenv='chess'",
+            r"tasks.m\]\.env: unknown environment 'chess'",
+        ),
         ("[sweep]\nsteps = 1\n[tasks.m]\nenv='matrix'\n[grid]\ndelta = 0.1", r"non-empty list"),
-        ("[sweep]\nsteps = 1\n[tasks.m]\nenv='matrix'\n[grid]\ndelta = ['a']", r"not a valid"),
+        (
+            "[sweep]\nsteps = 1\n[tasks.m]\nenv='matrix'\n[grid]\ndelta = ['a']",
+            r"grid\.delta: expected a number, got 'a'",
+        ),
         ("[sweep]\nsteps = 1\n[tasks.m]\nenv='matrix'\n[config]\ndelta = -1.0", r"delta must be"),
         ("[sweep]\nsteps = 1\n[tasks.m]\nenv='matrix'\n[methods.x]", r"methods.x\]\.algo"),
         ("[sweep]\n[tasks.m]\nenv='matrix'", r"no steps"),
@@ -109,6 +119,15 @@ def test_spec_expands_the_grid(tmp_path):
             r"number in \[0, 1\)",
         ),
         ("[sweep\nsteps = 1", r"not valid TOML"),
+        (
+            "[sweep]\nsteps = 1\n[tasks.m]\nenv='matrix'\nenv_kwargs = { k = 3 }",
+            r"tasks.m\]\.env_kwargs: env 'matrix' does not take 'k'; it accepts",
+        ),
+        ("[sweep]\nsteps = 1\n[tasks.m]\nenv='matrix'\npreset = 'fast'", r"no preset 'fast'"),
+        (
+            "[sweep]\nsteps = 1\n[tasks.m]\nenv='matrix'\n[methods.x]\nalgo = 'no_such_mod:X'",
+            r"methods.x\]\.algo: .*no_such_mod",
+        ),
     ],
 )
 def test_spec_errors_name_the_problem(tmp_path, text, match):
@@ -214,40 +233,235 @@ def test_noisy_greedy_keeps_signs_and_divergence():
 
 # -- running trials --------------------------------------------------------------------------------
 
+TIMING = {"wall_time", "seconds_per_iter", "time"}
+TESTS = Path(__file__).resolve().parent
+ROOT = TESTS.parent
 
-def test_run_trial_in_process_resumes_from_checkpoint(tmp_path):
+
+def _records(run_dir: Path) -> list[dict]:
+    lines = (run_dir / "progress.jsonl").read_text().splitlines()
+    return [{k: v for k, v in json.loads(x).items() if k not in TIMING} for x in lines]
+
+
+def _jobs(spec) -> list[Job]:
+    return [Job(t.spec, t.run_dir, meta=t.meta()) for t in spec.trials]
+
+
+def test_run_job_in_process_resumes_and_refuses_another_run(tmp_path):
     spec = _spec(TINY.replace("steps = 4000", "steps = 2000"), tmp_path)
     trial = next(t for t in spec.trials if t.method == "hatrpo-w" and t.seed == 0)
-    assert trial_state(trial) == "new"
-    out = run_trial(trial.to_json())
-    assert out["status"] == "done" and not out["resumed"]
-    assert trial_state(trial) == "done"
-    assert run_trial(trial.to_json())["status"] == "skipped"
+    job = Job(trial.spec, trial.run_dir, meta=trial.meta())
+    assert job_state(job)[0] == "new"
+    out = run_job(job.to_json())
+    assert out["status"] == "done" and out["action"] == "new"
+    assert job_state(job)[0] == "done"
+    assert run_job(job.to_json())["status"] == "skipped"
+    recorded = json.loads((trial.run_dir / "trial.json").read_text())
+    assert recorded["method"] == "hatrpo-w" and recorded["params"] == {"utility_noise": 0.3}
+    assert recorded["code"]["kl_alloc"]
     # a longer budget resumes from the checkpoint and extends the same run
     longer = _spec(TINY, tmp_path)
     trial2 = next(t for t in longer.trials if t.run_dir == trial.run_dir)
-    assert trial_state(trial2) == "resume"
-    out = run_trial(trial2.to_json())
-    assert out["status"] == "done" and out["resumed"]
-    lines = (trial.run_dir / "progress.jsonl").read_text().splitlines()
-    assert [json.loads(x)["iteration"] for x in lines] == list(range(1, 9))
+    job2 = Job(trial2.spec, trial2.run_dir)
+    assert job_state(job2)[0] == "resume"
+    out = run_job(job2.to_json())
+    assert out["status"] == "done" and out["action"] == "resume"
+    assert [r["iteration"] for r in _records(trial.run_dir)] == list(range(1, 9))
     assert json.loads((trial.run_dir / "config.json").read_text())["allocator"] == (
         "noisy-water_fill"
     )
-    # the same directory with another trial's parameters is refused, not mixed up
+    # the same directory with another trial's parameters is refused, with the differences
     other = _spec(TINY.replace("num_envs = 500", "num_envs = 400"), tmp_path)
     trial3 = next(t for t in other.trials if t.run_dir == trial.run_dir)
-    assert trial_state(trial3) == "conflict"
-    failed = run_trial(trial3.to_json())
-    assert failed["status"] == "failed" and "holds another trial" in failed["error"]
+    state, detail = job_state(Job(trial3.spec, trial3.run_dir))
+    assert state == "conflict" and "num_envs: 500 -> 400" in detail
+    failed = run_job(Job(trial3.spec, trial3.run_dir).to_json())
+    assert failed["status"] == "failed" and "holds another run" in failed["error"]
+    assert not (trial.run_dir / "error.json").exists()  # nothing written into another's run
 
 
-def test_sweep_without_ray_says_how_to_install(tmp_path, monkeypatch, capsys):
+DIE_ONCE = """
+[sweep]
+name = "die"
+seeds = 1
+steps = 1200
+
+[tasks.matrix]
+env = "matrix"
+config = { num_envs = 200, checkpoint_every = 2 }
+
+[methods.die]
+algo = "sweep_plugins:DieOnce"
+"""
+
+
+@pytest.fixture
+def plugins_path(monkeypatch):
+    """Workers find the test module ``sweep_plugins`` (user code, not registered)."""
+    monkeypatch.syspath_prepend(str(TESTS))
+    path = os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")]))
+    monkeypatch.setenv("PYTHONPATH", path)
+
+
+def test_a_worker_that_dies_once_is_retried_and_equals_an_uninterrupted_run(
+    tmp_path, monkeypatch, plugins_path
+):
+    import sweep_plugins
+
+    marker = tmp_path / "died"
+    monkeypatch.setenv(sweep_plugins.MARKER_VAR, str(marker))
+    spec = _spec(DIE_ONCE, tmp_path)
+    (trial,) = spec.trials
+    assert trial.algo == "sweep_plugins:DieOnce"
+    result = run_sweep(spec, executor="local", retries=1, progress=False)
+    assert marker.exists()  # it did die once
+    (outcome,) = result.status.values()
+    assert outcome["status"] == "done" and outcome["retries"] == 1
+    status = json.loads((spec.out / "sweep.json").read_text())
+    assert status["trials"][0]["retries"] == 1 and status["counts"]["done"] == 1
+    # the same trial without dying (the marker exists), in this process
+    clean = load_spec(tmp_path / "sweep.toml", out=tmp_path / "clean")
+    again = run_jobs(_jobs(clean), executor="inline", progress=False)
+    assert next(iter(again.status.values()))["retries"] == 0
+    assert _records(clean.trials[0].run_dir) == _records(trial.run_dir)
+    assert len(_records(trial.run_dir)) == 6
+    # without retries the death is a failure, reported with retries=0
+    marker.unlink()
+    third = load_spec(tmp_path / "sweep.toml", out=tmp_path / "third")
+    result = run_sweep(third, executor="local", retries=0, progress=False)
+    (outcome,) = result.status.values()
+    assert outcome["status"] == "failed" and outcome["retries"] == 0
+    assert "worker process exited with status 9" in outcome["error"]
+    err = json.loads((third.trials[0].run_dir / "error.json").read_text())
+    assert "status 9" in err["error"]
+
+
+KILL_ME = """
+[sweep]
+name = "killme"
+seeds = 1
+steps = 6000
+
+[tasks.matrix]
+env = "matrix"
+config = { num_envs = 200, checkpoint_every = 2 }
+
+[methods]
+hatrpo = {}
+"""
+
+
+def _sweep_process(path: Path, out: Path) -> subprocess.Popen:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    argv = [sys.executable, "-m", "kl_alloc", "sweep", str(path), "--out", str(out),
+            "--executor", "local", "--no-report", "--no-progress"]  # fmt: skip
+    return subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)  # fmt: skip
+
+
+def _proc_stat(pid: int) -> tuple[int, str] | None:
+    """(parent pid, state) of a live process, from /proc (psutil is not a dependency)."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = text[text.rindex(")") + 2 :].split()
+    return int(fields[1]), fields[0]
+
+
+def _descendants(pid: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and (stat := _proc_stat(int(entry.name))) is not None:
+            children.setdefault(stat[0], []).append(int(entry.name))
+    out, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            out.append(child)
+            todo.append(child)
+    return out
+
+
+def _wait_for_progress(proc: subprocess.Popen, run_dir: Path, lines: int = 2) -> list[int]:
+    """Wait until the run has ``lines`` iterations; the PIDs of the driver's descendants."""
+    if not Path("/proc/self/stat").exists():
+        pytest.skip("needs /proc")
+    deadline = time.monotonic() + 240
+    progress = run_dir / "progress.jsonl"
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"the sweep ended early: {proc.communicate()}")
+        if progress.exists() and len(progress.read_text().splitlines()) >= lines:
+            return _descendants(proc.pid)
+        time.sleep(0.2)
+    proc.kill()
+    pytest.fail("no progress within 240 s")
+
+
+def _gone(pids: list[int], within: float = 15.0) -> list[int]:
+    """The PIDs still alive (zombies count as gone) after waiting up to ``within`` s."""
+    deadline = time.monotonic() + within
+    alive = pids
+    while alive and time.monotonic() < deadline:
+        alive = [p for p in alive if (st := _proc_stat(p)) is not None and st[1] != "Z"]
+        time.sleep(0.1)
+    return alive
+
+
+def test_sigkill_of_the_driver_leaves_no_process_and_rerunning_finishes_it(tmp_path):
+    path = tmp_path / "s.toml"
+    path.write_text(KILL_ME)
+    out = tmp_path / "runs"
+    run_dir = out / "matrix" / "hatrpo" / "seed-0"
+    proc = _sweep_process(path, out)
+    try:
+        children = _wait_for_progress(proc, run_dir)
+        assert children, "the local executor runs the trial in a worker process"
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(30)
+        assert _gone(children) == [], "a worker outlived the SIGKILLed driver"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.communicate()
+    assert not (run_dir / "done.json").exists()
+    again = _sweep_process(path, out)
+    stdout, stderr = again.communicate(timeout=600)
+    assert again.returncode == 0, stderr
+    assert "1 trials (1 to run, 0 finished)" in stdout
+    # equal to an uninterrupted sweep of the same file
+    clean = load_spec(path, out=tmp_path / "clean")
+    run_jobs(_jobs(clean), executor="inline", progress=False)
+    assert _records(run_dir) == _records(clean.trials[0].run_dir)
+    assert len(_records(run_dir)) == 30
+
+
+def test_ctrl_c_stops_the_workers_and_prints_the_command_that_continues(tmp_path):
+    path = tmp_path / "s.toml"
+    path.write_text(KILL_ME)
+    out = tmp_path / "runs"
+    proc = _sweep_process(path, out)
+    try:
+        children = _wait_for_progress(proc, out / "matrix" / "hatrpo" / "seed-0", lines=1)
+        os.kill(proc.pid, signal.SIGINT)
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, stderr
+    command = f"kl-alloc sweep {path} --out {out} --executor local --no-report --no-progress"
+    assert f"interrupted: continue with `{command}`" in stderr
+    assert "--resume" not in stderr
+    assert _gone(children) == []
+
+
+def test_sweep_ray_executor_without_ray_says_how_to_install(tmp_path, monkeypatch, capsys):
     path = tmp_path / "s.toml"
     path.write_text(TINY)
     monkeypatch.setitem(sys.modules, "ray", None)
-    code = commands_main(["sweep", str(path), "--out", str(tmp_path / "r"), "--no-progress"])
-    assert code == 2
+    args = ["sweep", str(path), "--out", str(tmp_path / "r"), "--no-progress", "--executor", "ray"]
+    assert commands_main(args) == 2
     assert 'pip install "kl_alloc[ray]"' in capsys.readouterr().err
 
 
@@ -258,74 +472,30 @@ def test_sweep_bad_file_exit_code(tmp_path, capsys):
     assert "'wat'" in capsys.readouterr().err
 
 
-# -- under Ray -------------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def ray_session():
-    ray = pytest.importorskip("ray")
-    from kl_alloc.experiments.runner import init_ray
-
-    started = init_ray(None, 2)
-    yield ray
-    if started:
-        ray.shutdown()
-
-
-def test_sweep_under_ray_fails_one_skips_finished_and_reports(ray_session, tmp_path, capsys):
-    from kl_alloc.experiments.runner import run_sweep
-
-    text = TINY + textwrap.dedent(
+@pytest.mark.slow
+def test_ray_executor_runs_module_attr_methods_in_its_workers_and_fails_one(
+    tmp_path, plugins_path, capsys
+):
+    pytest.importorskip("ray")
+    text = DIE_ONCE + textwrap.dedent(
         """
         [tasks.broken]
         env = "matrix"
         env_kwargs = { action_counts = [2, 0] }
         """
     )
-    text = text.replace("seeds = 2", "seeds = 1")
     path = tmp_path / "s.toml"
     path.write_text(text)
-    spec = load_spec(path, out=tmp_path / "runs")
-    assert len(spec.trials) == 4
-    result = run_sweep(spec, progress=False)
-    assert result.count("done") == 2 and result.count("failed") == 2
-    failed = {Path(f["run_dir"]).relative_to(spec.out).parts[0] for f in result.failed}
-    assert failed == {"broken"}
-    assert all("action_counts" in f["error"] for f in result.failed)
-    err = json.loads((spec.out / "broken" / "hatrpo" / "seed-0" / "error.json").read_text())
-    assert "Traceback" in err["traceback"]
-    status = json.loads((spec.out / "sweep.json").read_text())
-    assert status["counts"] == {"done": 2, "skipped": 0, "failed": 2, "pending": 0}
-
-    # rerun through the command line: finished trials are skipped, the report is written
-    report_dir = tmp_path / "report"
-    code = commands_main(
-        ["sweep", str(path), "--out", str(spec.out), "--report", str(report_dir), "--no-progress"]
-    )
-    assert code == 1  # the broken task still fails
-    out = capsys.readouterr().out
-    assert "skipped 2 (already finished)" in out and "failed 2" in out
-    report = json.loads((report_dir / "report.json").read_text())
-    (task,) = report["tasks"]
-    assert task["task"] == "matrix"
-    assert {r["method"] for r in task["rows"]} == {"hatrpo", "hatrpo-w"}
-    assert len(report["failed"]) == 2
-    assert (report_dir / "report.md").read_text().count("HATRPO-W") >= 1
-    assert (report_dir / "curves.png").stat().st_size > 0
-
-
-def test_a_trial_over_the_timeout_is_killed_and_reported(ray_session, tmp_path):
-    from kl_alloc.experiments.runner import run_sweep
-
-    text = TINY.replace("seeds = 2", "seeds = 1").replace("steps = 4000", "steps = 1_000_000_000")
-    text = text.replace('"hatrpo-w" = { grid = { utility_noise = [0.3] } }', "")
-    spec = _spec(text, tmp_path)
-    assert len(spec.trials) == 1
-    result = run_sweep(spec, progress=False, timeout=4.0)
-    (failed,) = result.failed
-    assert "timed out after 4 s" in failed["error"]
-    err = json.loads((spec.trials[0].run_dir / "error.json").read_text())
-    assert "timed out" in err["error"]
+    args = ["sweep", str(path), "--out", str(tmp_path / "runs"), "--executor", "ray",
+            "--workers", "1", "--no-progress", "--report", str(tmp_path / "report")]  # fmt: skip
+    assert commands_main(args) == 1  # the broken task fails, the plug-in trial finishes
+    out = capsys.readouterr()
+    assert "done 1, skipped 0 (already finished), failed 1" in out.out
+    assert "action_counts" in out.err
+    status = json.loads((tmp_path / "runs" / "sweep.json").read_text())
+    assert status["counts"] == {"done": 1, "skipped": 0, "failed": 1, "pending": 0}
+    report = json.loads((tmp_path / "report" / "report.json").read_text())
+    assert {r["method"] for t in report["tasks"] for r in t["rows"]} == {"die"}
 
 
 def test_dry_run_lists_trials_and_filters(tmp_path, capsys):

@@ -4,8 +4,9 @@
   (tasks x methods x seeds x swept :class:`~kl_alloc.rl.TrainerConfig` fields).
 - :mod:`~kl_alloc.experiments.noise`: :class:`NoisyUtilityAllocator`, multiplicative noise on
   the allocators' utility signals (the robustness study).
-- :mod:`~kl_alloc.experiments.runner`: runs the trials as Ray tasks (local or a cluster),
-  resumable: finished trials are skipped, killed ones resume from their checkpoint.
+- :mod:`~kl_alloc.experiments.runner`: the one run orchestrator (sweeps and benchmark scripts):
+  runs through the lifecycle on an executor (inline, local worker processes, Ray), resumable:
+  finished runs are skipped, killed ones resume from their checkpoint.
 - :mod:`~kl_alloc.experiments.report`: aggregates run directories into the comparison table
   (bootstrap confidence intervals, improvement and variance ratio against HATRPO, samples to a
   threshold, seconds per iteration and the solver's share) with figures; Markdown, PNG, JSON.

@@ -1,18 +1,20 @@
 """``kl-alloc sweep`` and ``kl-alloc report``: parsers and handlers, wired into kl_alloc.cli.
 
-    kl-alloc sweep benchmarks/sweeps/eps_sensitivity.toml            # local Ray, 2 CPUs
+    kl-alloc sweep benchmarks/sweeps/eps_sensitivity.toml            # local worker processes
     kl-alloc sweep SWEEP.toml --address auto --retries 3              # an existing Ray cluster
     kl-alloc sweep SWEEP.toml --dry-run                               # list the trials only
     kl-alloc report runs/sweeps/eps_sensitivity --out results/eps     # table + figures
 
 Both handlers return an exit status: 0 on success, 1 if some trial failed, 2 for a user error
-(a bad sweep file, Ray missing, no runs found): the message names what is wrong.
+(a bad sweep file, Ray missing, no runs found): the message names what is wrong. An interrupted
+sweep (Ctrl-C, SIGTERM) stops its workers, prints the command that continues it and exits 130.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import shlex
 import sys
 import textwrap
 from pathlib import Path
@@ -25,16 +27,37 @@ def _error(message: str) -> int:
     return 2
 
 
+def continue_command(args: argparse.Namespace) -> str:
+    """The ``kl-alloc sweep`` command that continues this one (re-running resumes)."""
+    argv = ["kl-alloc", "sweep", args.sweep]
+    for flag, value in (
+        ("--out", args.out),
+        ("--executor", args.executor),
+        ("--address", args.address),
+        ("--workers", args.workers),
+        ("--retries", None if args.retries == 2 else args.retries),
+        ("--timeout", args.timeout),
+        ("--tasks", args.tasks),
+        ("--methods", args.methods),
+        ("--report", args.report),
+    ):
+        if value is not None:
+            argv += [flag, str(value)]
+    argv += [f for f, on in (("--no-report", args.no_report), ("--no-progress", args.no_progress))
+             if on]  # fmt: skip
+    return shlex.join(argv)
+
+
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from kl_alloc.experiments.runner import RayMissingError, run_sweep, trial_state
+    from kl_alloc.experiments.runner import Job, RayMissingError, job_state, run_sweep
     from kl_alloc.experiments.spec import SpecError, load_spec
 
     try:
         spec = load_spec(args.sweep, out=args.out)
     except SpecError as exc:
         return _error(str(exc))
-    if args.num_cpus is not None and args.num_cpus < 1:
-        return _error("--num-cpus must be >= 1")
+    if args.workers is not None and args.workers < 1:
+        return _error("--workers must be >= 1")
     if args.retries < 0:
         return _error("--retries must be >= 0")
     if args.timeout is not None and not args.timeout > 0:
@@ -52,7 +75,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         ]
         if not spec.trials:
             return _error("--tasks/--methods select no trial")
-    states = [trial_state(t) for t in spec.trials]
+    states = [job_state(Job(t.spec, t.run_dir))[0] for t in spec.trials]
     todo = sum(s != "done" for s in states)
     print(
         f"sweep {spec.name}: {len(spec.trials)} trials ({todo} to run, "
@@ -62,11 +85,13 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         for trial, state in zip(spec.trials, states, strict=True):
             print(f"  [{state:8s}] {trial.run_dir.relative_to(spec.out)}  steps={trial.steps}")
         return 0
+    args.continue_with = continue_command(args)  # printed by kl_alloc.cli on Ctrl-C / SIGTERM
     try:
         result = run_sweep(
             spec,
+            executor=args.executor,
             address=args.address,
-            num_cpus=args.num_cpus,
+            workers=args.workers,
             retries=args.retries,
             progress=not args.no_progress,
             timeout=args.timeout,
@@ -128,28 +153,41 @@ def add_sweep_parser(subparsers, formatter_class=argparse.ArgumentDefaultsHelpFo
     """Add ``sweep`` to an argparse sub-parser set (``kl_alloc.cli``)."""
     p = subparsers.add_parser(
         "sweep",
-        help="run a grid of trials (tasks x methods x seeds x config values) on Ray",
+        help="run a grid of trials (tasks x methods x seeds x config values)",
         description=textwrap.fill(
-            "Run every trial of SWEEP.toml as a Ray task (one CPU, one torch thread each), each in "
-            "its own run directory named from its parameters. Resumable: finished trials are "
-            "skipped, killed ones resume from their checkpoint. A failing trial is reported and "
-            "the others go on. At the end a report (table + figures) is written. The file format "
-            "is documented in kl_alloc/experiments/spec.py; examples in benchmarks/sweeps/.",
+            "Run every trial of SWEEP.toml in its own worker process (one torch thread each; "
+            "--executor ray or --address for Ray), each in its own run directory named from its "
+            "parameters. Resumable: run the same command again: finished trials are skipped, "
+            "killed ones resume from their checkpoint. A failing trial is reported and the others "
+            "go on; a worker that dies is retried. Ctrl-C stops every worker and prints the "
+            "command that continues the sweep. At the end a report (table + figures) is written. "
+            "The file format is documented in kl_alloc/experiments/spec.py; examples in "
+            "benchmarks/sweeps/. module:attr envs and methods must be importable by the workers.",
             88,
         ),
         formatter_class=formatter_class,
     )
     p.add_argument("sweep", metavar="SWEEP.toml", help="the sweep file")
     p.add_argument(
-        "--address",
+        "--executor",
+        choices=("local", "ray", "inline"),
         default=None,
-        help="Ray cluster to join (e.g. auto or ray://host:10001); default: start a local Ray",
+        help="local worker processes, Ray tasks, or inline (one after another in this process); "
+        "default: ray with --address, else local. On one machine prefer local: a SIGKILLed "
+        "driver can leave a local Ray's agents running",
     )
     p.add_argument(
+        "--address",
+        default=None,
+        help="Ray cluster to join (e.g. auto or ray://host:10001); implies --executor ray",
+    )
+    p.add_argument(
+        "--workers",
         "--num-cpus",
+        dest="workers",
         type=int,
         default=None,
-        help="CPUs of the local Ray = trials at a time (default: min(2, cores))",
+        help="trials at a time (local: default min(2, cores); a local Ray's CPUs)",
     )
     p.add_argument(
         "--retries", type=int, default=2, help="restarts of a trial whose worker process died"

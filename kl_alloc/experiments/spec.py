@@ -11,7 +11,8 @@ A sweep is the product tasks x methods x seeds x (the values of the swept fields
     timeout = 600                        # optional: kill a trial running longer (seconds)
 
     [tasks.matrix]                       # one table per task; the key names it
-    env = "matrix"                       # a registered env (make_env)
+    env = "matrix"                       # a registered env, or "my_pkg.envs:make_env"
+    preset = "default"                   # optional: which of the env's presets to start from
     env_kwargs = { action_counts = [2, 3, 5, 8] }
     config = { delta = 0.01 }            # TrainerConfig overrides for this task only
     steps = 200_000
@@ -19,7 +20,7 @@ A sweep is the product tasks x methods x seeds x (the values of the swept fields
 
     [methods.hatrpo]                     # or: methods = ["hatrpo", "hatrpo-w", "hatrpo-g"]
     [methods."hatrpo-g"]
-    algo = "hatrpo-g"                    # default: the key (so aliases with own configs work)
+    algo = "hatrpo-g"                    # default: the key; "my_pkg.rules:MyAllocator" works
     config = { rescore = true }
     grid = { greedy_eps = [1e-8, 1e-4, 1e-1] }   # swept for this method only
 
@@ -36,31 +37,38 @@ Keys of ``config`` / ``grid`` are :class:`~kl_alloc.rl.TrainerConfig` fields, pl
 lowest first: the env preset, ``[config]``, the task's ``config``, the method's ``config``,
 the swept values. Relative paths are relative to the current directory.
 
+``env`` and ``algo`` may name user code as ``"package.module:attr"`` (no registration needed): the
+module is imported when the file is read and again by every worker that runs a trial, so it
+must be importable there (installed, or on ``PYTHONPATH``; with a Ray cluster, on every node).
+
 Every trial's run directory is ``OUT/TASK/METHOD[/KEY=VALUE_KEY=VALUE]/seed-S`` (swept keys
 sorted): a name that only depends on the trial's parameters, so a rerun finds its runs again.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 import re
 import tomllib
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from kl_alloc.lifecycle import RunSpec
+
 #: grid / config keys that are not TrainerConfig fields
 EXTRA_KEYS = ("utility_noise",)
+#: old config keys still accepted in sweep files -> the field that replaced them (used only
+#: when the old key is no longer a TrainerConfig field)
+LEGACY_KEYS = {"uniform_carry_leftover": "carry_leftover"}
 
 _SWEEP_KEYS = ("name", "out", "seeds", "steps", "report", "timeout")
 _TOP_KEYS = ("sweep", "tasks", "methods", "config", "grid", "report")
-_TASK_KEYS = ("env", "env_kwargs", "config", "steps", "seeds")
+_TASK_KEYS = ("env", "env_kwargs", "config", "steps", "seeds", "preset")
 _METHOD_KEYS = ("algo", "config", "grid")
 _REPORT_KEYS = ("out", "baseline", "threshold", "resamples", "seed")
-_ALGOS = ("hatrpo", "hatrpo-w", "hatrpo-g")
 
 
 class SpecError(ValueError):
@@ -69,57 +77,50 @@ class SpecError(ValueError):
 
 @dataclass
 class Trial:
-    """One training run of a sweep."""
+    """One training run of a sweep: a :class:`~kl_alloc.lifecycle.RunSpec` in its run
+    directory, with its place in the grid (task, method, swept values)."""
 
     task: str
     method: str
-    algo: str
-    env: str
-    seed: int
-    steps: int
     params: dict[str, Any]
     """The swept values of this trial (its place in the grid; names its directory)."""
-    overrides: dict[str, Any]
-    """Every TrainerConfig override (preset excluded), ``env_kwargs`` included."""
-    utility_noise: float
+    spec: RunSpec
     run_dir: Path
 
     @property
     def name(self) -> str:
         return str(self.run_dir)
 
+    algo = property(lambda self: self.spec.algo)
+    env = property(lambda self: self.spec.env)
+    seed = property(lambda self: self.spec.seed)
+    steps = property(lambda self: self.spec.steps)
+    overrides = property(lambda self: self.spec.overrides)
+    utility_noise = property(lambda self: self.spec.utility_noise)
+
     def config(self):
         """The trial's :class:`~kl_alloc.rl.TrainerConfig`."""
-        return build_config(self.env, self.overrides)
+        return self.spec.config()
 
-    def to_json(self) -> dict[str, Any]:
+    def meta(self) -> dict[str, Any]:
+        """What ``trial.json`` records besides the code (the report groups runs by it)."""
         return {
             "task": self.task,
             "method": self.method,
             "algo": self.algo,
-            "env": self.env,
-            "seed": self.seed,
-            "steps": self.steps,
             "params": _jsonable(self.params),
-            "overrides": _jsonable(self.overrides),
-            "utility_noise": self.utility_noise,
-            "run_dir": str(self.run_dir),
         }
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self.meta(), "spec": self.spec.to_json(), "run_dir": str(self.run_dir)}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Trial:
-        hints = _config_hints()
-        overrides = {k: _coerce(k, v, hints) for k, v in data["overrides"].items()}
         return cls(
             task=data["task"],
             method=data["method"],
-            algo=data["algo"],
-            env=data["env"],
-            seed=int(data["seed"]),
-            steps=int(data["steps"]),
             params=dict(data["params"]),
-            overrides=overrides,
-            utility_noise=float(data.get("utility_noise", 0.0)),
+            spec=RunSpec.from_json(data["spec"]),
             run_dir=Path(data["run_dir"]),
         )
 
@@ -161,48 +162,6 @@ def _jsonable(x: Any) -> Any:
     return x
 
 
-def _config_hints() -> dict[str, Any]:
-    from kl_alloc.rl.config import TrainerConfig
-
-    return typing.get_type_hints(TrainerConfig)
-
-
-def _type_ok(value: Any, tp: Any) -> bool:
-    origin, args = typing.get_origin(tp), typing.get_args(tp)
-    if origin in (typing.Union, types.UnionType):
-        return any(_type_ok(value, a) for a in args)
-    if tp is type(None):
-        return value is None
-    if tp is bool:
-        return isinstance(value, bool)
-    if tp is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    if tp is float:
-        return isinstance(value, int | float) and not isinstance(value, bool)
-    if tp is str:
-        return isinstance(value, str)
-    if origin is tuple:
-        elem = args[0] if args else Any
-        return isinstance(value, list | tuple) and all(
-            elem is Any or _type_ok(v, elem) for v in value
-        )
-    if origin is dict:
-        return isinstance(value, dict)
-    return True
-
-
-def _coerce(key: str, value: Any, hints: dict[str, Any]) -> Any:
-    """TOML values -> TrainerConfig values (lists -> tuples for tuple fields; ints -> floats)."""
-    if key in EXTRA_KEYS:
-        return float(value)
-    tp = hints[key]
-    if typing.get_origin(tp) is tuple and isinstance(value, list):
-        return tuple(value)
-    if tp is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
-    return value
-
-
 def _table(data: Any, where: str, source: str) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise SpecError(f"{source}: {where} must be a table, got {type(data).__name__}")
@@ -218,39 +177,40 @@ def _check_keys(data: dict[str, Any], allowed: tuple[str, ...], where: str, sour
         )
 
 
-def _check_overrides(
-    data: dict[str, Any], where: str, source: str, hints: dict[str, Any], grid: bool
-) -> dict[str, Any]:
-    import difflib
+def _check_overrides(data: Any, where: str, source: str, grid: bool) -> dict[str, Any]:
+    """Typed overrides (``grid``: lists of values) through :mod:`kl_alloc.config`'s parser;
+    ``utility_noise`` is a number in [0, 1)."""
+    from kl_alloc.config import ConfigError, config_types, parse_overrides, parse_value
 
-    data = _table(data, where, source)
-    unknown = [k for k in data if k not in hints and k not in EXTRA_KEYS]
-    if unknown:
-        names = list(hints) + list(EXTRA_KEYS)
-        hints_txt = []
-        for k in unknown:
-            close = difflib.get_close_matches(k, names, n=2)
-            hints_txt.append(f"{k!r}" + (f" (did you mean {' or '.join(close)}?)" if close else ""))
-        raise SpecError(
-            f"{source}: unknown key(s) {', '.join(hints_txt)} in {where}: expected TrainerConfig "
-            f"fields (see `kl-alloc config`) or {', '.join(EXTRA_KEYS)}"
-        )
+    data = dict(_table(data, where, source))
+    hints = config_types()
+    for old, new in LEGACY_KEYS.items():
+        if old in data and old not in hints:
+            if new in data:
+                raise SpecError(f"{source}: {where}: give {new} only ({old} is its old name)")
+            data[new] = data.pop(old)
+    prefix = f"{source}: {where.strip('[]')}."
     out: dict[str, Any] = {}
     for key, value in data.items():
-        values = value if grid else [value]
         if grid and (not isinstance(value, list) or not value):
             raise SpecError(f"{source}: {where}.{key} must be a non-empty list of values")
+        values = value if grid else [value]
+        parsed = []
         for v in values:
             if key in EXTRA_KEYS:
                 ok = isinstance(v, int | float) and not isinstance(v, bool)
-                ok = ok and math.isfinite(v) and 0 <= v < 1
-                if not ok:
-                    raise SpecError(
-                        f"{source}: {where}.{key}: expected a number in [0, 1), got {v!r}"
-                    )
-            elif not _type_ok(v, hints[key]):
-                raise SpecError(f"{source}: {where}.{key}: {v!r} is not a valid {hints[key]} value")
-        out[key] = [_coerce(key, v, hints) for v in values] if grid else _coerce(key, value, hints)
+                if not (ok and math.isfinite(v) and 0 <= v < 1):
+                    raise SpecError(f"{prefix}{key}: expected a number in [0, 1), got {v!r}")
+                parsed.append(float(v))
+                continue
+            try:
+                if key in hints:
+                    parsed.append(parse_value(key, v, hints[key], f"{prefix}{key}"))
+                else:
+                    parse_overrides({key: v}, source=prefix)  # raises, naming close keys
+            except ConfigError as exc:
+                raise SpecError(str(exc)) from None
+        out[key] = parsed if grid else parsed[0]
     return out
 
 
@@ -303,15 +263,6 @@ def trial_dir(out: Path, task: str, method: str, params: dict[str, Any], seed: i
     return out.joinpath(*parts, f"seed-{seed}")
 
 
-def build_config(env: str, overrides: dict[str, Any]):
-    """The env's preset (if any) with ``overrides`` applied."""
-    from kl_alloc.rl.config import PRESETS, TrainerConfig
-
-    if env in PRESETS:
-        return TrainerConfig.for_env(env, **overrides)
-    return TrainerConfig(**overrides)
-
-
 # -- parsing -----------------------------------------------------------------------------------
 
 
@@ -336,9 +287,6 @@ def parse_spec(
     out: str | Path | None = None,
 ) -> SweepSpec:
     """Validate a parsed sweep table and expand it into trials (see the module docstring)."""
-    from kl_alloc.envs.registry import available_envs
-
-    hints = _config_hints()
     data = _table(data, "the file", source)
     _check_keys(data, _TOP_KEYS, "the top level", source)
     sweep = _table(data.get("sweep", {}), "[sweep]", source)
@@ -362,38 +310,102 @@ def parse_spec(
     if report_out is not None and not isinstance(report_out, str):
         raise SpecError(f"{source}: sweep.report must be a path, got {report_out!r}")
 
-    common = _check_overrides(data.get("config", {}), "[config]", source, hints, grid=False)
-    common_grid = _check_overrides(data.get("grid", {}), "[grid]", source, hints, grid=True)
+    common = _check_overrides(data.get("config", {}), "[config]", source, grid=False)
+    common_grid = _check_overrides(data.get("grid", {}), "[grid]", source, grid=True)
+    tasks = _parse_tasks(data, source, default_steps, seeds)
+    methods = _parse_methods(data, source, common_grid)
+
+    trials: list[Trial] = []
+    seen: dict[Path, str] = {}
+    for tname, task in tasks.items():
+        for mname, method in methods.items():
+            grid = method["grid"]
+            keys = list(grid)
+            for combo in itertools.product(*(grid[k] for k in keys)):
+                params = dict(zip(keys, combo, strict=True))
+                label = f"task {tname!r}, method {mname!r}" + (f", {params}" if params else "")
+                base = _trial_spec(
+                    task, method, {**common, **task["config"]}, params, label, source
+                )
+                for seed in task["seeds"]:
+                    run_dir = trial_dir(out_dir, tname, mname, params, seed)
+                    if run_dir in seen:
+                        raise SpecError(
+                            f"{source}: two trials map to the same directory {run_dir} "
+                            f"({seen[run_dir]} and {label}); rename a task or method"
+                        )
+                    seen[run_dir] = label
+                    spec = dataclasses.replace(base, seed=seed)
+                    trials.append(Trial(tname, mname, dict(params), spec, run_dir))
+    report_opts = {k: v for k, v in report.items() if k != "out"}
+    return SweepSpec(
+        name=name,
+        out=out_dir,
+        trials=trials,
+        report_out=None if report_out is None else Path(report_out).expanduser().resolve(),
+        report=report_opts,
+        source=Path(source) if source != "<sweep>" else None,
+        timeout=None if timeout is None else float(timeout),
+    )
+
+
+def _parse_tasks(
+    data: dict[str, Any], source: str, default_steps: int | None, seeds: list[int]
+) -> dict[str, dict[str, Any]]:
+    from kl_alloc.envs.registry import check_env_kwargs, get_env_entry
 
     tasks_raw = _table(data.get("tasks"), "[tasks]", source) if "tasks" in data else None
     if not tasks_raw:
         raise SpecError(f"{source}: no tasks: add at least one [tasks.NAME] table with env = ...")
-    envs = available_envs()
     tasks: dict[str, dict[str, Any]] = {}
     for tname, t in tasks_raw.items():
         where = f"[tasks.{tname}]"
         t = _table(t, where, source)
         _check_keys(t, _TASK_KEYS, where, source)
         env = t.get("env")
-        if env not in envs:
-            raise SpecError(f"{source}: {where}.env: expected one of {envs}, got {env!r}")
-        env_kwargs = _table(t.get("env_kwargs", {}), f"{where}.env_kwargs", source)
-        config = _check_overrides(t.get("config", {}), f"{where}.config", source, hints, False)
+        if not isinstance(env, str):
+            raise SpecError(f"{source}: {where}.env: expected an env name, got {env!r}")
+        try:
+            entry = get_env_entry(env)  # registered, entry point or module:attr (imported)
+        except (ValueError, ImportError) as exc:
+            raise SpecError(f"{source}: {where}.env: {exc}") from None
+        env_kwargs = dict(_table(t.get("env_kwargs", {}), f"{where}.env_kwargs", source))
+        try:
+            check_env_kwargs(env, env_kwargs)
+        except ValueError as exc:
+            raise SpecError(f"{source}: {where}.env_kwargs: {exc}") from None
+        preset = t.get("preset", "default")
+        if not isinstance(preset, str):
+            raise SpecError(f"{source}: {where}.preset: expected a preset name, got {preset!r}")
+        try:
+            entry.preset(preset, env_kwargs)
+        except ValueError as exc:
+            raise SpecError(f"{source}: {where}.{exc}") from None
+        config = _check_overrides(t.get("config", {}), f"{where}.config", source, False)
         if "env_kwargs" in config and env_kwargs:
             raise SpecError(f"{source}: {where}: give env_kwargs once (not also in config)")
+        if env_kwargs:
+            config["env_kwargs"] = env_kwargs
         steps = _steps(t["steps"], f"{where}.steps", source) if "steps" in t else default_steps
         if steps is None:
             raise SpecError(f"{source}: {where}: no steps (set sweep.steps or {where}.steps)")
         task_seeds = _seeds(t["seeds"], source, f"{where}.seeds") if "seeds" in t else seeds
         tasks[tname] = {
             "env": env,
-            "env_kwargs": env_kwargs,
+            "preset": preset,
             "config": config,
             "steps": steps,
             "seeds": task_seeds,
         }
+    return tasks
 
-    methods_raw = data.get("methods", list(_ALGOS))
+
+def _parse_methods(
+    data: dict[str, Any], source: str, common_grid: dict[str, Any]
+) -> dict[str, dict[str, Any]]:
+    from kl_alloc.methods import builtin_methods, get_method
+
+    methods_raw = data.get("methods", builtin_methods())
     if isinstance(methods_raw, list):
         if not methods_raw or not all(isinstance(m, str) for m in methods_raw):
             raise SpecError(f"{source}: methods: expected a list of method names or tables")
@@ -407,77 +419,53 @@ def parse_spec(
         m = _table(m, where, source)
         _check_keys(m, _METHOD_KEYS, where, source)
         algo = m.get("algo", mname)
-        if algo not in _ALGOS:
-            raise SpecError(
-                f"{source}: {where}.algo: expected one of {list(_ALGOS)}, got {algo!r}"
-                + ("" if "algo" in m else " (set algo = ... for a method alias)")
-            )
-        config = _check_overrides(m.get("config", {}), f"{where}.config", source, hints, False)
-        grid = _check_overrides(m.get("grid", {}), f"{where}.grid", source, hints, True)
-        methods[mname] = {"algo": algo, "config": config, "grid": {**common_grid, **grid}}
+        try:
+            method = get_method(algo)  # registered, entry point or module:attr (imported)
+        except (ValueError, ImportError) as exc:
+            hint = "" if "algo" in m else " (set algo = ... for a method alias)"
+            raise SpecError(f"{source}: {where}.algo: {exc}{hint}") from None
+        config = _check_overrides(m.get("config", {}), f"{where}.config", source, False)
+        grid = _check_overrides(m.get("grid", {}), f"{where}.grid", source, True)
+        methods[mname] = {
+            "algo": algo,
+            "has_signal": method.has_signal,
+            "config": config,
+            "grid": {**common_grid, **grid},
+        }
+    return methods
 
-    trials: list[Trial] = []
-    seen: dict[Path, str] = {}
-    for tname, task in tasks.items():
-        for mname, method in methods.items():
-            grid = method["grid"]
-            keys = list(grid)
-            for combo in itertools.product(*(grid[k] for k in keys)):
-                params = dict(zip(keys, combo, strict=True))
-                fixed = {**common, **task["config"], **method["config"]}
-                merged = {**fixed, **params}
-                noise = float(merged.pop("utility_noise", 0.0))
-                if task["env_kwargs"]:
-                    merged["env_kwargs"] = dict(task["env_kwargs"])
-                label = f"task {tname!r}, method {mname!r}" + (f", {params}" if params else "")
-                try:
-                    build_config(task["env"], merged)
-                except (TypeError, ValueError) as exc:
-                    raise SpecError(f"{source}: {label}: invalid config: {exc}") from None
-                if noise > 0 and method["algo"] == "hatrpo":
-                    raise SpecError(
-                        f"{source}: {label}: utility_noise needs an allocator with a utility "
-                        "signal (hatrpo-w or hatrpo-g); HATRPO's uniform split has none"
-                    )
-                for seed in task["seeds"]:
-                    run_dir = trial_dir(out_dir, tname, mname, params, seed)
-                    if run_dir in seen:
-                        raise SpecError(
-                            f"{source}: two trials map to the same directory {run_dir} "
-                            f"({seen[run_dir]} and {label}); rename a task or method"
-                        )
-                    seen[run_dir] = label
-                    trials.append(
-                        Trial(
-                            task=tname,
-                            method=mname,
-                            algo=method["algo"],
-                            env=task["env"],
-                            seed=seed,
-                            steps=task["steps"],
-                            params=dict(params),
-                            overrides=dict(merged),
-                            utility_noise=noise,
-                            run_dir=run_dir,
-                        )
-                    )
-    report_opts = {k: v for k, v in report.items() if k != "out"}
-    return SweepSpec(
-        name=name,
-        out=out_dir,
-        trials=trials,
-        report_out=None if report_out is None else Path(report_out).expanduser().resolve(),
-        report=report_opts,
-        source=Path(source) if source != "<sweep>" else None,
-        timeout=None if timeout is None else float(timeout),
+
+def _trial_spec(
+    task: dict[str, Any],
+    method: dict[str, Any],
+    fixed: dict[str, Any],
+    params: dict[str, Any],
+    label: str,
+    source: str,
+) -> RunSpec:
+    """The RunSpec of one grid point (seed 0), its config built and checked once."""
+    from kl_alloc.config import ConfigError, build_config
+
+    merged = {**fixed, **method["config"], **params}
+    noise = float(merged.pop("utility_noise", 0.0))
+    try:
+        build_config(task["env"], merged, preset=task["preset"])
+    except (ConfigError, TypeError, ValueError) as exc:
+        raise SpecError(f"{source}: {label}: invalid config: {exc}") from None
+    if noise > 0 and not method["has_signal"]:
+        raise SpecError(
+            f"{source}: {label}: utility_noise needs an allocator with a utility signal "
+            f"(e.g. hatrpo-w or hatrpo-g); {method['algo']} has none"
+        )
+    return RunSpec(
+        env=task["env"],
+        algo=method["algo"],
+        seed=0,
+        steps=task["steps"],
+        preset=task["preset"],
+        overrides=merged,
+        utility_noise=noise,
     )
-
-
-def trial_differences(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
-    """The fields in which two ``Trial.to_json()`` dicts differ (``steps``, ``run_dir`` and
-    ``code`` excluded: a longer budget extends a run, a moved sweep keeps its runs)."""
-    keys = sorted((set(a) | set(b)) - {"steps", "run_dir", "code"})
-    return [k for k in keys if _jsonable(a.get(k)) != _jsonable(b.get(k))]
 
 
 __all__ = [
@@ -485,10 +473,8 @@ __all__ = [
     "SpecError",
     "SweepSpec",
     "Trial",
-    "build_config",
     "format_value",
     "load_spec",
     "parse_spec",
-    "trial_differences",
     "trial_dir",
 ]
