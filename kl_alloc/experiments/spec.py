@@ -60,9 +60,6 @@ from kl_alloc.lifecycle import RunSpec
 
 #: grid / config keys that are not TrainerConfig fields
 EXTRA_KEYS = ("utility_noise",)
-#: old config keys still accepted in sweep files -> the field that replaced them (used only
-#: when the old key is no longer a TrainerConfig field)
-LEGACY_KEYS = {"uniform_carry_leftover": "carry_leftover"}
 
 _SWEEP_KEYS = ("name", "out", "seeds", "steps", "report", "timeout")
 _TOP_KEYS = ("sweep", "tasks", "methods", "config", "grid", "report")
@@ -184,11 +181,6 @@ def _check_overrides(data: Any, where: str, source: str, grid: bool) -> dict[str
 
     data = dict(_table(data, where, source))
     hints = config_types()
-    for old, new in LEGACY_KEYS.items():
-        if old in data and old not in hints:
-            if new in data:
-                raise SpecError(f"{source}: {where}: give {new} only ({old} is its old name)")
-            data[new] = data.pop(old)
     prefix = f"{source}: {where.strip('[]')}."
     out: dict[str, Any] = {}
     for key, value in data.items():
