@@ -6,8 +6,8 @@
   a killed run continues from its checkpoint (``--resume``). A finished run whose stored config
   differs from what the script would use now (a preset changed, other ``--set`` values) is an
   error, never silently mixed into the results.
-- :func:`provenance` records the exact command, the git commit and the library versions in the
-  results JSON.
+- The scripts record :func:`kl_alloc.rundir.provenance` (the exact command, the git commit and
+  the library versions) in the results JSON.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import platform
 import shlex
 import signal
 import subprocess
@@ -23,7 +22,6 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -225,50 +223,6 @@ def _worker(spec_path: str) -> int:
     return 1 if failures else 0
 
 
-def _git(*args: str) -> str | None:
-    try:
-        out = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=True)
-        return out.stdout.rstrip("\n")  # keep porcelain's leading status columns
-    except (OSError, subprocess.CalledProcessError):
-        return None
-
-
-def command_line(script: str | None = None, argv: Sequence[str] | None = None) -> str:
-    """The exact command: the interpreter and arguments this process was started with, or,
-    when a script's ``main(argv)`` was called from Python, the equivalent command line."""
-    if script is not None and argv is not None:
-        try:
-            path = os.path.relpath(script)
-        except ValueError:
-            path = script
-        return shlex.join([sys.executable, path, *argv])
-    return shlex.join(list(getattr(sys, "orig_argv", [sys.executable, *sys.argv])))
-
-
-def provenance(script: str | None = None, argv: Sequence[str] | None = None) -> dict[str, Any]:
-    import numpy
-    import torch
-
-    import kl_alloc
-
-    dirty = _git("status", "--porcelain", "--", "kl_alloc")
-    changed = _git("status", "--porcelain", "--untracked-files=no")
-    return {
-        "command": command_line(script, argv),
-        "cwd": os.getcwd(),
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "git_commit": _git("rev-parse", "HEAD"),
-        "kl_alloc_dirty": bool(dirty) if dirty is not None else None,
-        "modified_files": None if changed is None else [ln[3:] for ln in changed.splitlines()],
-        "kl_alloc": kl_alloc.__version__,
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "numpy": numpy.__version__,
-        "cpus": os.cpu_count(),
-        "machine": platform.machine(),
-    }
-
-
 def write_json(path: Path, obj: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
@@ -369,13 +323,14 @@ def interleaved_timing(
 
 
 def timing_table(timing: dict[str, Any]) -> str:
-    from kl_alloc.analysis import algo_label, format_table
+    from kl_alloc.analysis import format_table
+    from kl_alloc.methods import method_label
 
     rows = []
     for algo, m in timing.items():
         c = m["component_median_seconds"]
         rows.append([
-            algo_label(algo),
+            method_label(algo),
             f"{m['seconds_per_iter_median'] * 1e3:.2f}",
             "-" if m["ratio_vs_hatrpo"] is None else f"{m['ratio_vs_hatrpo']:.2f}x",
             f"{c['rollout'] * 1e3:.2f}",

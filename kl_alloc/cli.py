@@ -36,23 +36,14 @@ from typing import Any
 
 import numpy as np
 
+from kl_alloc.rundir import RUN_FILES  # what --force deletes (and tb/)
+
 logger = logging.getLogger("kl_alloc.cli")
 
 ENVS = ("matrix", "differential", "mamujoco")
 ALGOS = ("hatrpo", "hatrpo-w", "hatrpo-g")
 #: default training budget (env steps) per environment
 DEFAULT_STEPS = {"matrix": 400_000, "differential": 200_000, "mamujoco": 1_000_000}
-#: files a run directory may hold; ``--force`` deletes exactly these (and ``tb/``)
-RUN_FILES = (
-    "config.json",
-    "progress.jsonl",
-    "eval.jsonl",
-    "checkpoint.pt",
-    "done.json",
-    "config.json.tmp",
-    "done.json.tmp",
-    "checkpoint.pt.tmp",
-)
 TB_DIR = "tb"
 
 
@@ -237,7 +228,7 @@ def _describe_run(out: Path) -> str:
             )
         except ValueError:
             pass
-    from kl_alloc.rl.telemetry import read_progress
+    from kl_alloc.rundir import read_progress
 
     recs = read_progress(out)
     if recs:
@@ -259,7 +250,7 @@ def _jsonable(x: Any) -> Any:
 
 def _check_resume_matches(out: Path, args: argparse.Namespace, overrides: dict[str, Any]) -> dict:
     """The stored run's config.json, after checking every option the user gave against it."""
-    from kl_alloc.rl.telemetry import read_config
+    from kl_alloc.rundir import read_config
 
     stored = read_config(out)
     problems = []
@@ -286,70 +277,6 @@ def _check_resume_matches(out: Path, args: argparse.Namespace, overrides: dict[s
     return stored
 
 
-# -- progress --------------------------------------------------------------------------------------
-
-
-class Progress:
-    """The training progress bar (steps/s, iteration, expected reward or latest return, last
-    evaluation); with ``enabled=False``, a log line about every tenth of the run instead."""
-
-    def __init__(self, total: int, start: int, desc: str, enabled: bool) -> None:
-        self.total = int(total)
-        self.enabled = enabled
-        self.last_return: float | None = None
-        self._next_log = start + self.total / 10
-        self._t0 = time.perf_counter()
-        self._start = start
-        self.bar = None
-        if enabled:
-            from tqdm.auto import tqdm
-
-            self.bar = tqdm(
-                total=self.total,
-                initial=min(start, self.total),
-                unit="step",
-                unit_scale=True,
-                dynamic_ncols=True,
-                desc=desc,
-            )
-
-    def __call__(self, trainer: Any, record: dict[str, Any]) -> None:
-        steps = int(record["env_steps"])
-        if record.get("episode_return") is not None:
-            self.last_return = float(record["episode_return"])
-        post: dict[str, Any] = {"it": record["iteration"]}
-        if record.get("expected_reward") is not None:
-            post["E[R]"] = f"{record['expected_reward']:.4f}"
-        elif self.last_return is not None:
-            post["return"] = f"{self.last_return:.1f}"
-        else:
-            post["reward"] = f"{record['mean_reward']:.4g}"
-        if self.bar is not None:
-            self.bar.update(min(steps, self.total) - self.bar.n)
-            self.bar.set_postfix(post, refresh=False)
-        elif steps >= self._next_log or steps >= self.total:
-            rate = (steps - self._start) / max(time.perf_counter() - self._t0, 1e-9)
-            details = ", ".join(f"{k} {v}" for k, v in post.items())
-            logger.info("%d/%d env steps (%.0f steps/s): %s", steps, self.total, rate, details)
-            self._next_log = steps + self.total / 10
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-
-
-def _chain(*callbacks: Any) -> Any:
-    callbacks = tuple(c for c in callbacks if c is not None)
-
-    def run(trainer: Any, record: dict[str, Any]) -> bool | None:
-        stop = False
-        for c in callbacks:
-            stop = (c(trainer, record) is False) or stop
-        return False if stop else None
-
-    return run
-
-
 # -- commands --------------------------------------------------------------------------------------
 
 
@@ -365,17 +292,15 @@ def _summary_line(trainer: Any) -> str:
     reward = trainer.expected_reward()
     if reward is not None:
         parts.append(f"expected reward {reward:.4f}")
-    from kl_alloc.rl.telemetry import read_eval
-
-    evals = read_eval(trainer.out_dir) if trainer.out_dir is not None else []
-    if evals:
-        e = evals[-1]
+    e = trainer.last_eval
+    if e is not None:
         parts.append(f"eval return {e['return_mean']:.4g} +- {e['return_std']:.2g}")
     return ", ".join(parts)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     from kl_alloc.rl import Trainer
+    from kl_alloc.rl.callbacks import ProgressBar, chain
 
     overrides: dict[str, Any] = {}
     if args.config:
@@ -455,7 +380,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     tb = None
     if args.tensorboard:
-        from kl_alloc.rl.tensorboard import TensorBoardCallback
+        from kl_alloc.rl.callbacks import TensorBoardCallback
 
         try:
             tb = TensorBoardCallback(
@@ -463,11 +388,11 @@ def cmd_train(args: argparse.Namespace) -> int:
             )
         except ImportError as exc:
             raise CLIError(str(exc)) from None
-    progress = Progress(
+    progress = ProgressBar(
         steps, trainer.env_steps, f"{trainer.algo} s{trainer.seed}", enabled=not args.no_progress
     )
     try:
-        trainer.learn(steps, progress=False, callback=_chain(progress, tb))
+        trainer.learn(steps, progress=False, callback=chain(progress, tb))
     finally:
         progress.close()
         if tb is not None:
@@ -513,7 +438,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
-    from kl_alloc.plotting import plot_runs
+    from kl_alloc.analysis.figures import plot_runs
 
     prefix = args.out
     if prefix is None:
@@ -553,16 +478,13 @@ def _fmt_steps(x: float | None) -> str:
 def run_demo(out: Path, seeds: int = 3, steps: int = 200_000, progress: bool = True) -> dict:
     """Train HATRPO, HATRPO-W and HATRPO-G on the matrix game (``seeds`` each, in this process),
     print the comparison table and write the plots into ``out``; returns the table's numbers."""
-    from kl_alloc.analysis import (
-        algo_label,
-        final_expected_reward,
-        format_table,
-        samples_to_reach,
-        spread,
-    )
-    from kl_alloc.plotting import plot_runs
+    from kl_alloc.analysis import final_expected_reward, samples_to_reach, spread
+    from kl_alloc.analysis.figures import plot_runs
+    from kl_alloc.analysis.tables import format_table
+    from kl_alloc.methods import method_label
     from kl_alloc.rl import Trainer
-    from kl_alloc.rl.telemetry import load_run
+    from kl_alloc.rl.callbacks import ProgressBar
+    from kl_alloc.rundir import load_run
 
     out.mkdir(parents=True, exist_ok=True)
     jobs = [(algo, seed, out / f"{algo}-{seed}") for algo in ALGOS for seed in range(seeds)]
@@ -581,7 +503,7 @@ def run_demo(out: Path, seeds: int = 3, steps: int = 200_000, progress: bool = T
     trainer_log.setLevel(max(level, logging.WARNING))
     for algo, seed, run_dir in jobs:
         trainer = Trainer("matrix", algo=algo, seed=seed, out_dir=run_dir)
-        bar = Progress(steps, 0, f"{algo_label(algo)} seed {seed}", enabled=progress)
+        bar = ProgressBar(steps, 0, f"{method_label(algo)} seed {seed}", enabled=progress)
         try:
             trainer.learn(steps, progress=False, callback=bar)
         finally:
@@ -612,7 +534,7 @@ def run_demo(out: Path, seeds: int = 3, steps: int = 200_000, progress: bool = T
         }
         rows.append(
             [
-                algo_label(algo),
+                method_label(algo),
                 f"{_fmt_steps(stats['median'])} "
                 f"[{_fmt_steps(stats['min'])} - {_fmt_steps(stats['max'])}]"
                 + (
@@ -693,7 +615,7 @@ def build_parser() -> argparse.ArgumentParser:
         description=(
             "Train HATRPO / HATRPO-W / HATRPO-G on one environment. The run directory holds "
             "config.json, progress.jsonl (one line per iteration), eval.jsonl, checkpoint.pt and, "
-            "once finished, done.json (format: kl_alloc/rl/telemetry.py). An existing run is never "
+            "once finished, done.json (format: kl_alloc/rundir.py). An existing run is never "
             "overwritten unless you pass --force; --resume continues it from its checkpoint to "
             "the same numbers as an uninterrupted run."
         ),

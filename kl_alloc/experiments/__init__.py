@@ -6,9 +6,8 @@
   the allocators' utility signals (the robustness study).
 - :mod:`~kl_alloc.experiments.runner`: runs the trials as Ray tasks (local or a cluster),
   resumable: finished trials are skipped, killed ones resume from their checkpoint.
-- :mod:`~kl_alloc.experiments.report`: aggregates run directories into the comparison table
-  (bootstrap confidence intervals, improvement and variance ratio against HATRPO, samples to a
-  threshold, seconds per iteration and the solver's share) with figures; Markdown, PNG, JSON.
+
+Reports of the runs (``kl-alloc report``) are made by :mod:`kl_alloc.analysis.report`.
 
     kl-alloc sweep benchmarks/sweeps/eps_sensitivity.toml
     kl-alloc report runs/sweeps/eps_sensitivity --out benchmarks/results/sweeps/eps_sensitivity

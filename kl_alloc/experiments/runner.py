@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from kl_alloc.experiments.spec import SweepSpec, Trial, trial_differences
+from kl_alloc.rundir import provenance
 
 logger = logging.getLogger(__name__)
 
@@ -51,32 +52,6 @@ def import_ray():
     except ImportError:
         raise RayMissingError(RAY_HINT) from None
     return ray
-
-
-def provenance() -> dict[str, Any]:
-    """Which code this process runs: kl_alloc's version and, when the package sits in a git
-    checkout, its commit and whether tracked files had uncommitted changes."""
-    import subprocess
-
-    from kl_alloc import __version__
-
-    root = Path(__file__).resolve().parents[2]
-    out: dict[str, Any] = {
-        "generated_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "kl_alloc": __version__,
-        "path": str(root),
-    }
-    try:
-        git = ["git", "-C", str(root)]
-        run = dict(capture_output=True, text=True, timeout=5, check=True)
-        out["git_commit"] = subprocess.run(
-            [*git, "rev-parse", "--short", "HEAD"], **run
-        ).stdout.strip()
-        dirty = subprocess.run([*git, "status", "--porcelain", "--untracked-files=no"], **run)
-        out["git_dirty"] = bool(dirty.stdout.strip())
-    except (OSError, subprocess.SubprocessError):
-        pass
-    return out
 
 
 # -- one trial (runs inside a Ray worker, or in-process) -----------------------------------------
@@ -441,7 +416,6 @@ __all__ = [
     "import_ray",
     "init_ray",
     "make_trial_allocator",
-    "provenance",
     "run_sweep",
     "run_trial",
     "trial_state",
