@@ -10,7 +10,7 @@
   other settings (a preset changed, other overrides) is an error, never silently mixed into the
   results. Re-running the same command continues.
 - :func:`provenance` records the exact command, the git commit and the library versions in the
-  results JSON (:func:`kl_alloc.lifecycle.provenance`, plus the script's command line).
+  results JSON (:func:`kl_alloc.rundir.provenance`).
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shlex
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -30,8 +29,8 @@ sys.path.insert(0, str(ROOT))  # run as `python benchmarks/x.py` from a checkout
 
 from kl_alloc.experiments import runner as orchestrator  # noqa: E402
 from kl_alloc.lifecycle import RunSpec  # noqa: E402
-from kl_alloc.lifecycle import provenance as code_provenance  # noqa: E402
 from kl_alloc.methods import builtin_methods  # noqa: E402
+from kl_alloc.rundir import command_line, provenance  # noqa: E402,F401  (used by the scripts)
 
 logger = logging.getLogger("benchmarks")
 
@@ -123,31 +122,6 @@ def run_jobs(
         )
         raise RuntimeError(f"{len(failed)} run(s) failed: {names}")
     return {k: s["seconds"] for k, s in result.status.items() if s["status"] == "done"}
-
-
-def command_line(script: str | None = None, argv: Sequence[str] | None = None) -> str:
-    """The exact command: the interpreter and arguments this process was started with, or,
-    when a script's ``main(argv)`` was called from Python, the equivalent command line."""
-    if script is not None and argv is not None:
-        try:
-            path = os.path.relpath(script)
-        except ValueError:
-            path = script
-        return shlex.join([sys.executable, path, *argv])
-    return shlex.join(list(getattr(sys, "orig_argv", [sys.executable, *sys.argv])))
-
-
-def provenance(script: str | None = None, argv: Sequence[str] | None = None) -> dict[str, Any]:
-    """:func:`kl_alloc.lifecycle.provenance` with the command and the library versions."""
-    import numpy  # noqa: F401  (recorded by version)
-    import torch  # noqa: F401
-
-    out = code_provenance(command_line(script, argv))
-    modified = out.get("modified_files")
-    out["kl_alloc_dirty"] = (
-        None if modified is None else any(f.startswith("kl_alloc/") for f in modified)
-    )
-    return out
 
 
 def write_json(path: Path, obj: Any) -> None:
@@ -250,13 +224,14 @@ def interleaved_timing(
 
 
 def timing_table(timing: dict[str, Any]) -> str:
-    from kl_alloc.analysis import algo_label, format_table
+    from kl_alloc.analysis import format_table
+    from kl_alloc.methods import method_label
 
     rows = []
     for algo, m in timing.items():
         c = m["component_median_seconds"]
         rows.append([
-            algo_label(algo),
+            method_label(algo),
             f"{m['seconds_per_iter_median'] * 1e3:.2f}",
             "-" if m["ratio_vs_hatrpo"] is None else f"{m['ratio_vs_hatrpo']:.2f}x",
             f"{c['rollout'] * 1e3:.2f}",

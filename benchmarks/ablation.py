@@ -36,7 +36,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _runner  # noqa: E402
 
 from kl_alloc.analysis import (  # noqa: E402
-    algo_label,
     final_expected_reward,
     final_mean_action,
     format_table,
@@ -45,9 +44,10 @@ from kl_alloc.analysis import (  # noqa: E402
     spread,
     truncate,
 )
-from kl_alloc.plotting import algo_color, new_figure, save  # noqa: E402
+from kl_alloc.analysis.figures import new_figure, save  # noqa: E402
+from kl_alloc.methods import method_color, method_label  # noqa: E402
 from kl_alloc.rl.config import TrainerConfig  # noqa: E402
-from kl_alloc.rl.telemetry import load_run  # noqa: E402
+from kl_alloc.rundir import load_run, provenance  # noqa: E402
 
 NAME = "ablation"
 GAMES = ("matrix", "differential")
@@ -175,7 +175,7 @@ def combined_table(rows: list[dict[str, Any]]) -> str:
         lines.append([
             factor or "-",
             value,
-            algo_label(algo),
+            method_label(algo),
             mat_s,
             "-" if m is None else f"{m['final_expected_reward_mean']:.4f}",
             "-" if d is None else f"{d['global_basin']['count']}/{d['global_basin']['n']}",
@@ -208,7 +208,7 @@ def figure(rows: list[dict[str, Any]], path: Path) -> None:
                 ]
                 ys = [_metric(game, r) for r in series]
                 xs = np.arange(len(values)) + (ai - (len(algos) - 1) / 2) * width
-                ax.bar(xs, ys, width, color=algo_color(algo), label=algo_label(algo))
+                ax.bar(xs, ys, width, color=method_color(algo), label=method_label(algo))
             ax.set_xticks(range(len(values)), values, fontsize="x-small", rotation=30)
             ax.set_title(key, fontsize="small")
             if fi == 0:
@@ -292,7 +292,7 @@ def main(argv: list[str] | None = None) -> int:
     figure(rows, png)
     result = {
         "benchmark": NAME,
-        "provenance": _runner.provenance(__file__, argv),
+        "provenance": provenance(__file__, argv),
         "settings": {
             "games": args.games,
             "seeds": args.seeds,

@@ -34,11 +34,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _runner  # noqa: E402
 
 from kl_alloc.analysis import (  # noqa: E402
-    ALGO_ORDER,
     BASIN_CENTRE,
     BASIN_RADIUS,
     LOCAL_CENTRE,
-    algo_label,
     final_expected_reward,
     final_mean_action,
     format_table,
@@ -47,8 +45,9 @@ from kl_alloc.analysis import (  # noqa: E402
     truncate,
     wilson_interval,
 )
-from kl_alloc.plotting import plot_trajectories, save  # noqa: E402
-from kl_alloc.rl.telemetry import load_run  # noqa: E402
+from kl_alloc.analysis.figures import plot_trajectories, save  # noqa: E402
+from kl_alloc.methods import builtin_methods, method_label  # noqa: E402
+from kl_alloc.rundir import load_run, provenance  # noqa: E402
 
 NAME = "differential_game"
 CLAIM = "HATRPO stays trapped at the local optimum; HATRPO-W and HATRPO-G escape to the global one"
@@ -56,7 +55,7 @@ CLAIM = "HATRPO stays trapped at the local optimum; HATRPO-W and HATRPO-G escape
 
 def analyse(jobs: list[_runner.Job], steps: int) -> dict:
     methods = {}
-    for algo in ALGO_ORDER:
+    for algo in builtin_methods():
         mine = [j for j in jobs if j.algo == algo]
         if not mine:
             continue
@@ -67,7 +66,7 @@ def analyse(jobs: list[_runner.Job], steps: int) -> dict:
         local = [in_basin(a, LOCAL_CENTRE, BASIN_RADIUS) for a in finals]
         k, n = sum(global_), len(global_)
         methods[algo] = {
-            "label": algo_label(algo),
+            "label": method_label(algo),
             "per_seed": [
                 {
                     "seed": j.seed,
@@ -129,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
 
     jobs = [
         _runner.Job("differential", algo, seed, args.steps, args.runs_dir / f"{algo}-{seed}")
-        for algo in ALGO_ORDER
+        for algo in builtin_methods()
         if algo in args.algos
         for seed in range(args.seeds)
     ]
@@ -164,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     result = {
         "benchmark": NAME,
         "claim": CLAIM,
-        "provenance": _runner.provenance(__file__, argv),
+        "provenance": provenance(__file__, argv),
         "settings": {
             "env": "differential",
             "seeds": args.seeds,

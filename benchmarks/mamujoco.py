@@ -7,7 +7,7 @@
 
 - Every run is its own process (this script with ``--worker``), one torch / OpenMP / numba
   thread, at most ``--jobs`` at once (default 2: one per core). Run directories are
-  ``<out>/<task>-<algo>-<seed>`` (the run-dir format of :mod:`kl_alloc.rl.telemetry`), the
+  ``<out>/<task>-<algo>-<seed>`` (the run-dir format of :mod:`kl_alloc.rundir`), the
   per-run log is ``<out>/logs/<task>-<algo>-<seed>.log``.
 - Resumable: runs with ``done.json`` are skipped, a killed run continues from its checkpoint
   (``Trainer.resume``: bit-for-bit the run it would have been). Re-running the same command is
@@ -306,7 +306,7 @@ def _stats(values: list[float]) -> dict[str, Any]:
 
 
 def collect(args: argparse.Namespace) -> dict[str, Any]:
-    from kl_alloc.rl.telemetry import load_run
+    from kl_alloc.rundir import load_run
 
     tasks: dict[str, Any] = {}
     for task in args.tasks:
@@ -520,7 +520,7 @@ def _plot(tasks: dict[str, Any], prefix: Path) -> list[str]:
 
     # KL-allocation heatmaps, agent x iteration, for W and G (the first seed that has data)
     try:
-        from kl_alloc.plotting import plot_allocation_heatmaps
+        from kl_alloc.analysis.figures import plot_allocation_heatmaps
     except Exception:  # the shared plotting module is optional here
         plot_allocation_heatmaps = None
     for task, t in tasks.items():

@@ -31,8 +31,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _runner  # noqa: E402
 
 from kl_alloc.analysis import (  # noqa: E402
-    ALGO_ORDER,
-    algo_label,
     bootstrap_ratio_ci,
     final_expected_reward,
     format_table,
@@ -41,8 +39,9 @@ from kl_alloc.analysis import (  # noqa: E402
     time_breakdown,
     truncate,
 )
-from kl_alloc.plotting import algo_color, new_figure, plot_learning_curves, save  # noqa: E402
-from kl_alloc.rl.telemetry import load_run  # noqa: E402
+from kl_alloc.analysis.figures import new_figure, plot_learning_curves, save  # noqa: E402
+from kl_alloc.methods import builtin_methods, method_color, method_label  # noqa: E402
+from kl_alloc.rundir import load_run, provenance  # noqa: E402
 
 NAME = "matrix_game"
 CLAIM = "HATRPO-W and HATRPO-G reach 99% of the maximum reward with 2-3x fewer samples"
@@ -54,7 +53,7 @@ def _fmt(x: float | None) -> str:
 
 def analyse(jobs: list[_runner.Job], threshold: float, steps: int) -> dict:
     methods = {}
-    for algo in ALGO_ORDER:
+    for algo in builtin_methods():
         mine = [j for j in jobs if j.algo == algo]
         if not mine:
             continue
@@ -62,7 +61,7 @@ def analyse(jobs: list[_runner.Job], threshold: float, steps: int) -> dict:
         hits = [samples_to_reach(r, threshold) for r in runs]
         finals = np.array([final_expected_reward(r) for r in runs])
         methods[algo] = {
-            "label": algo_label(algo),
+            "label": method_label(algo),
             "per_seed": [
                 {
                     "seed": j.seed,
@@ -150,8 +149,8 @@ def figure(
         rng = np.random.default_rng(k)
         x = k + rng.uniform(-0.15, 0.15, hits.size)
         ok = np.isfinite(hits)
-        ax_hits.plot(x[ok], hits[ok], "o", color=algo_color(algo), alpha=0.7, ms=5)
-        ax_hits.plot(x[~ok], np.full((~ok).sum(), top), "x", color=algo_color(algo), ms=7)
+        ax_hits.plot(x[ok], hits[ok], "o", color=method_color(algo), alpha=0.7, ms=5)
+        ax_hits.plot(x[~ok], np.full((~ok).sum(), top), "x", color=method_color(algo), ms=7)
         med = m["samples_to_threshold"]["median"]
         if med is not None:
             ax_hits.hlines(med, k - 0.3, k + 0.3, color="k", lw=2)
@@ -178,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
 
     jobs = [
         _runner.Job("matrix", algo, seed, args.steps, args.runs_dir / f"{algo}-{seed}")
-        for algo in ALGO_ORDER
+        for algo in builtin_methods()
         if algo in args.algos
         for seed in range(args.seeds)
     ]
@@ -208,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     result = {
         "benchmark": NAME,
         "claim": CLAIM,
-        "provenance": _runner.provenance(__file__, argv),
+        "provenance": provenance(__file__, argv),
         "settings": {
             "env": "matrix",
             "seeds": args.seeds,

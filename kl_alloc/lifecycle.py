@@ -33,24 +33,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from kl_alloc.rundir import RUN_FILES, SPEC, TB_DIR, TMP_SUFFIX
+
 logger = logging.getLogger(__name__)
 
-SPEC_FILE = "spec.json"
-#: files a run directory may hold; ``force`` deletes exactly these (and ``tb/``)
-RUN_FILES = (
-    SPEC_FILE,
-    "config.json",
-    "progress.jsonl",
-    "progress.csv",
-    "eval.jsonl",
-    "checkpoint.pt",
-    "done.json",
-    "error.json",
-    "trial.json",
-    "trial.log",
-)
-TMP_SUFFIX = ".tmp"
-TB_DIR = "tb"
+SPEC_FILE = SPEC
 #: what a restart from the spec deletes: the logs it writes again from iteration 0
 RESTART_FILES = ("progress.jsonl", "progress.csv", "eval.jsonl", "done.json", "error.json")
 
@@ -76,53 +63,6 @@ def io_error(path: str | os.PathLike, exc: OSError, doing: str = "write") -> Run
     else:
         hint = exc.strerror or str(exc)
     return RunError(f"{path}: cannot {doing} ({hint})", path)
-
-
-# -- provenance ----------------------------------------------------------------------------------
-
-
-def provenance(command: str | None = None) -> dict[str, Any]:
-    """Which code made a run or a result (torch-free; the one provenance function of the
-    package: ``spec.json``'s ``code``, sweep trials, reports and the benchmark results).
-
-    kl_alloc's version and location, the Python and platform, and, when the package sits in a
-    git checkout, its commit, whether tracked files differ from it and which; ``command`` (the
-    command line that produced the result) is recorded when given.
-    """
-    import platform
-    import subprocess
-    import sys
-    import time
-
-    from kl_alloc import __version__
-
-    root = Path(__file__).resolve().parents[1]
-    out: dict[str, Any] = {
-        "generated_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "kl_alloc": __version__,
-        "path": str(root),
-        "python": platform.python_version(),
-        "machine": platform.machine(),
-        "cpus": os.cpu_count(),
-    }
-    for lib in ("numpy", "torch"):  # versions of what this process already imported
-        mod = sys.modules.get(lib)
-        if mod is not None:
-            out[lib] = getattr(mod, "__version__", None)
-    if command is not None:
-        out["command"] = command
-        out["cwd"] = os.getcwd()
-    try:
-        git = ["git", "-C", str(root)]
-        run = dict(capture_output=True, text=True, timeout=5, check=True)
-        out["git_commit"] = subprocess.run([*git, "rev-parse", "HEAD"], **run).stdout.strip()
-        status = subprocess.run([*git, "status", "--porcelain", "--untracked-files=no"], **run)
-        changed = [line[3:] for line in status.stdout.splitlines() if line.strip()]
-        out["git_dirty"] = bool(changed)
-        out["modified_files"] = changed
-    except (OSError, subprocess.SubprocessError):
-        pass
-    return out
 
 
 # -- the spec ------------------------------------------------------------------------------------
@@ -227,20 +167,13 @@ def _read_json(path: Path) -> dict[str, Any] | None:
 
 
 def write_json_atomic(path: Path, obj: Any) -> None:
-    tmp = path.with_name(path.name + TMP_SUFFIX)
+    """:func:`kl_alloc.rundir.write_json_atomic`, its OSError as a :class:`RunError`."""
+    from kl_alloc import rundir
+
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "w") as f:
-            json.dump(obj, f, indent=2, sort_keys=True, default=list)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        rundir.write_json_atomic(path, obj)
     except OSError as exc:
-        try:
-            tmp.unlink(missing_ok=True)
-        except OSError:
-            pass
         raise io_error(path, exc) from None
 
 

@@ -91,7 +91,7 @@ def test_ablation_tiny(tmp_path, capsys, matrix_tiny):
     assert rescored["config"]["rescore"] is False
     assert "| rescore" in capsys.readouterr().out
     # the same run in another driver and worker gives the same numbers
-    from kl_alloc.rl import read_progress
+    from kl_alloc.rundir import read_progress
 
     batched = read_progress(tmp_path / "runs" / "matrix" / "default" / "hatrpo-g-0")
     alone = read_progress(matrix_tiny / "runs" / "hatrpo-g-0")

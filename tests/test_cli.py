@@ -13,7 +13,8 @@ import pytest
 from kl_alloc.cli import main
 from kl_alloc.config import ConfigError
 from kl_alloc.config import parse_set as parse_overrides
-from kl_alloc.rl import Trainer, TrainerConfig, read_config, read_progress
+from kl_alloc.rl import Trainer, TrainerConfig
+from kl_alloc.rundir import read_config, read_progress
 
 STEPS = 8000  # two iterations of the matrix preset (4000 plays each)
 

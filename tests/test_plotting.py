@@ -1,4 +1,4 @@
-"""Figures and the metrics behind them (kl_alloc.plotting, kl_alloc.analysis) on tiny real runs."""
+"""Figures and the metrics behind them (kl_alloc.analysis) on tiny real runs."""
 
 from __future__ import annotations
 
@@ -11,17 +11,17 @@ import numpy as np
 import pytest
 
 from kl_alloc import analysis
-from kl_alloc.plotting import (
-    curve_metric,
+from kl_alloc.analysis import choose_metric, seed_statistics
+from kl_alloc.analysis.figures import (
     new_figure,
     output_path,
     plot_allocation_heatmaps,
     plot_learning_curves,
     plot_runs,
     plot_trajectories,
-    seed_statistics,
 )
-from kl_alloc.rl import Trainer, TrainerConfig, load_run
+from kl_alloc.rl import Trainer, TrainerConfig
+from kl_alloc.rundir import load_run
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +86,7 @@ def test_plot_runs_errors(tmp_path):
 
 def test_learning_curves_plot_the_mean_over_seeds(runs_root):
     runs = [load_run(d) for d in analysis.find_runs([runs_root / "matrix"])]
-    assert curve_metric(runs) == "expected_reward"
+    assert choose_metric(runs) == "expected_reward"
     fig = new_figure(6, 4)
     ax = fig.subplots()
     plot_learning_curves(ax, runs, threshold=0.99)

@@ -8,14 +8,9 @@ import math
 import numpy as np
 import pytest
 
+from kl_alloc.analysis.metrics import bootstrap_improvement, bootstrap_mean_ci
+from kl_alloc.analysis.report import build_report, make_report, summarize_runs
 from kl_alloc.experiments.commands import main as commands_main
-from kl_alloc.experiments.report import (
-    bootstrap_improvement,
-    bootstrap_mean_ci,
-    build_report,
-    make_report,
-    summarize_runs,
-)
 from kl_alloc.rl import Trainer, TrainerConfig
 
 

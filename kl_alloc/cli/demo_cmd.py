@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from kl_alloc.cli.common import CLIError, Formatter, Progress, summary_line
+from kl_alloc.cli.common import CLIError, Formatter, summary_line
 
 logger = logging.getLogger("kl_alloc.cli")
 MARKER = "demo.json"
@@ -74,6 +74,7 @@ def run_demo(out: Path, seeds: int = 3, steps: int = 200_000, progress: bool = T
     print the comparison table and write the plots into ``out``; returns the table's numbers."""
     from kl_alloc.lifecycle import RunSpec, open_trainer, plan
     from kl_alloc.methods import builtin_methods, method_label
+    from kl_alloc.rl.callbacks import ProgressBar
 
     algos = builtin_methods()
     jobs = [(a, s, out / f"{a}-{s}") for a in algos for s in range(seeds)]
@@ -91,7 +92,7 @@ def run_demo(out: Path, seeds: int = 3, steps: int = 200_000, progress: bool = T
             if p.action == "finished":
                 continue
             trainer = open_trainer(p)
-            bar = Progress(
+            bar = ProgressBar(
                 steps, trainer.env_steps, f"{method_label(algo)} seed {seed}", enabled=progress
             )
             try:
@@ -112,10 +113,11 @@ def _fmt_steps(x: float | None) -> str:
 
 
 def _report(out: Path, jobs: list, algos: list[str], seeds: int, steps: int, elapsed: float):
-    from kl_alloc.analysis import final_expected_reward, format_table, samples_to_reach, spread
+    from kl_alloc.analysis import final_expected_reward, samples_to_reach, spread
+    from kl_alloc.analysis.figures import plot_runs
+    from kl_alloc.analysis.tables import format_table
     from kl_alloc.methods import method_label
-    from kl_alloc.plotting import plot_runs
-    from kl_alloc.rl.telemetry import load_run
+    from kl_alloc.rundir import load_run
 
     rows, summary = [], {}
     base = None

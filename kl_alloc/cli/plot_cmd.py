@@ -41,7 +41,7 @@ def add_parser(sub: Any) -> None:
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
-    from kl_alloc.plotting import plot_runs
+    from kl_alloc.analysis.figures import plot_runs
 
     prefix = args.out
     if prefix is None:

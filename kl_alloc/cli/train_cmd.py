@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from kl_alloc.cli.common import CLIError, Formatter, Progress, chain, summary_line
+from kl_alloc.cli.common import CLIError, Formatter, summary_line
 
 EXAMPLES = """examples:
   kl-alloc train --env matrix --algo hatrpo-w --seed 0 --out runs/matrix-w-0
@@ -189,14 +189,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     if p.action == "finished":
         print(f"{out}: already finished ({p.steps} env steps); a larger --steps extends it")
         return 0
+    from kl_alloc.rl.callbacks import ProgressBar, TensorBoardCallback, chain
+
     trainer = open_trainer(p)
     tb = None
     if args.tensorboard:
-        from kl_alloc.rl.tensorboard import TensorBoardCallback
-
         resumed = p.action == "resume"
         tb = TensorBoardCallback(out / "tb", purge_step=trainer.env_steps + 1 if resumed else None)
-    progress = Progress(
+    progress = ProgressBar(
         p.steps, trainer.env_steps, f"{trainer.algo} s{trainer.seed}", enabled=not args.no_progress
     )
     try:

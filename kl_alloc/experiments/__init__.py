@@ -7,9 +7,8 @@
 - :mod:`~kl_alloc.experiments.runner`: the one run orchestrator (sweeps and benchmark scripts):
   runs through the lifecycle on an executor (inline, local worker processes, Ray), resumable:
   finished runs are skipped, killed ones resume from their checkpoint.
-- :mod:`~kl_alloc.experiments.report`: aggregates run directories into the comparison table
-  (bootstrap confidence intervals, improvement and variance ratio against HATRPO, samples to a
-  threshold, seconds per iteration and the solver's share) with figures; Markdown, PNG, JSON.
+
+Reports of the runs (``kl-alloc report``) are made by :mod:`kl_alloc.analysis.report`.
 
     kl-alloc sweep benchmarks/sweeps/eps_sensitivity.toml
     kl-alloc report runs/sweeps/eps_sensitivity --out benchmarks/results/sweeps/eps_sensitivity

@@ -105,7 +105,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     for f in result.failed:
         print(f"  FAILED {f['run_dir']}: {f['error']}", file=sys.stderr)
     if not args.no_report:
-        from kl_alloc.experiments.report import make_report
+        from kl_alloc.analysis.report import make_report
 
         out = args.report or spec.report_out or spec.out / "report"
         opts = spec.report
@@ -126,7 +126,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from kl_alloc.experiments.report import make_report
+    from kl_alloc.analysis.report import make_report
 
     out = Path(args.out) if args.out else Path(args.runs[0]) / "report"
     try:

@@ -58,9 +58,9 @@ from kl_alloc.lifecycle import (
     RunSpec,
     inspect_run,
     plan,
-    provenance,
     write_json_atomic,
 )
+from kl_alloc.rundir import provenance
 
 logger = logging.getLogger(__name__)
 
@@ -675,7 +675,6 @@ __all__ = [
     "import_ray",
     "init_ray",
     "job_state",
-    "provenance",
     "run_job",
     "run_jobs",
     "run_sweep",

@@ -5,6 +5,8 @@ allocators, the sequential HATRPO update and the training loop.
     from kl_alloc.rl import Trainer
 
     Trainer(make_env("matrix", num_envs=4000), algo="hatrpo-w").learn(200_000)
+
+What a run writes, and the readers, are in :mod:`kl_alloc.rundir` (torch-free).
 """
 
 from kl_alloc.rl.allocators import (
@@ -17,7 +19,6 @@ from kl_alloc.rl.allocators import (
     make_allocator,
 )
 from kl_alloc.rl.config import TrainerConfig
-from kl_alloc.rl.telemetry import RunData, load_run, read_config, read_eval, read_progress
 from kl_alloc.rl.trainer import Trainer
 
 __all__ = [
@@ -25,14 +26,9 @@ __all__ = [
     "Allocator",
     "BudgetTracker",
     "GreedyAllocator",
-    "RunData",
     "Trainer",
     "TrainerConfig",
     "UniformAllocator",
     "WaterFillAllocator",
-    "load_run",
     "make_allocator",
-    "read_config",
-    "read_eval",
-    "read_progress",
 ]

@@ -26,29 +26,26 @@ import copy
 import json
 import logging
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from kl_alloc.envs.base import MultiAgentEnv
 from kl_alloc.rl import checkpoint as ckpt_io
 from kl_alloc.rl.allocators import Allocator, make_allocator
+from kl_alloc.rl.callbacks import Callback, ProgressBar, chain
 from kl_alloc.rl.config import TrainerConfig
 from kl_alloc.rl.critic import Critic
 from kl_alloc.rl.evaluation import deterministic_returns
 from kl_alloc.rl.gae import compute_gae, normalize_advantages
 from kl_alloc.rl.policies import Policy, make_policy
 from kl_alloc.rl.rollout import RolloutCollector
-from kl_alloc.rl.telemetry import FORMAT_VERSION, RunWriter, write_progress_csv
 from kl_alloc.rl.update import AgentBatch, SequentialUpdate, TRPOSettings
+from kl_alloc.rundir import CHECKPOINT, DONE, FORMAT_VERSION, RunWriter, write_progress_csv
 
 logger = logging.getLogger(__name__)
-
-Callback = Callable[["Trainer", dict], Any]
 
 
 def _env_spec(env: MultiAgentEnv) -> dict[str, Any] | None:
@@ -73,7 +70,7 @@ class Trainer:
         config: a :class:`TrainerConfig`; default: the env's preset if there is one
             (``TrainerConfig.for_env``), else the plain defaults.
         seed: seeds network initialisation, action sampling, the update order and the env.
-        out_dir: the run directory (see :mod:`kl_alloc.rl.telemetry`); None = write nothing.
+        out_dir: the run directory (see :mod:`kl_alloc.rundir`); None = write nothing.
         allocator: a custom :class:`~kl_alloc.rl.allocators.Allocator`.
         eval_env: the env :meth:`evaluate` plays on. Default: a fresh copy from the registry
             spec (envs made by ``make_env``), else a deep copy of ``env``.
@@ -265,14 +262,18 @@ class Trainer:
     ) -> Trainer:
         """Train until ``env_steps`` (counted from the start of the run) reaches ``total_steps``.
 
-        ``callback(trainer, record)`` runs after every iteration; returning ``False`` stops.
+        ``callback(trainer, record)`` runs after every iteration (see
+        :mod:`kl_alloc.rl.callbacks`); returning ``False`` stops. The record is the iteration's
+        ``progress.jsonl`` line; an iteration that ends with an evaluation (every
+        ``eval_every`` iterations, and the last one) carries it as ``record["eval"]``.
+        ``progress=True`` shows a :class:`~kl_alloc.rl.callbacks.ProgressBar`.
         ``resume=True`` first loads ``out_dir/checkpoint.pt`` if there is one.
         """
         torch.set_num_threads(1)
         if resume:
             if self.out_dir is None:
                 raise ValueError("resume: needs an out_dir with a checkpoint")
-            path = self.out_dir / "checkpoint.pt"
+            path = self.out_dir / CHECKPOINT
             if path.exists():
                 self._load_state(ckpt_io.load(path), telemetry=True)
             elif not self._started:
@@ -282,14 +283,12 @@ class Trainer:
             self._started = True
         self._open_writer()
         cfg = self.config
-        bar = tqdm(
-            total=int(total_steps),
-            initial=min(self.env_steps, int(total_steps)),
-            disable=not progress,
-            unit="step",
-            dynamic_ncols=True,
-            desc=self.algo,
+        bar = (
+            ProgressBar(total_steps, self.env_steps, f"{self.algo} s{self.seed}")
+            if progress
+            else None
         )
+        callbacks = chain(bar, callback)
         logger.info(
             "%s on %s: %d agents, %d samples/iteration, delta_total %.4g, from iteration %d",
             self.algo,
@@ -307,36 +306,37 @@ class Trainer:
                 record = self._iteration()
                 self.wall_time = base_wall + time.perf_counter() - clock
                 record["wall_time"] = self.wall_time
+                last = self.env_steps >= total_steps
+                if last or (cfg.eval_every and self.iteration % cfg.eval_every == 0):
+                    record["eval"] = self._evaluate_and_log()
                 self.history.append(record)
                 if self._writer is not None:
                     self._writer.progress(record)
-                if cfg.eval_every and self.iteration % cfg.eval_every == 0:
-                    self._evaluate_and_log()
                 if self.out_dir is not None and (
                     cfg.checkpoint_every and self.iteration % cfg.checkpoint_every == 0
                 ):
-                    self.save(self.out_dir / "checkpoint.pt")
+                    self.save(self.out_dir / CHECKPOINT)
                     write_progress_csv(self.out_dir)
-                bar.update(self.steps_per_iteration)
-                reward = record["expected_reward"]
-                bar.set_postfix(
-                    it=self.iteration,
-                    reward=f"{record['mean_reward'] if reward is None else reward:.4g}",
-                )
                 logger.debug("iteration %d: %s", self.iteration, record)
-                if callback is not None and callback(self, record) is False:
+                if callbacks(self, record) is False:
                     stopped = True
                     break
-            if self._last_eval_iteration != self.iteration:
+            if self._last_eval_iteration != self.iteration:  # stopped early, or nothing to do
                 self._evaluate_and_log()
             if self.out_dir is not None:
-                self.save(self.out_dir / "checkpoint.pt")
+                self.save(self.out_dir / CHECKPOINT)
                 write_progress_csv(self.out_dir)
                 if not stopped and self._writer is not None:
                     self._writer.done(self._summary())
         finally:
-            bar.close()
+            if bar is not None:
+                bar.close()
         return self
+
+    @property
+    def last_eval(self) -> dict[str, Any] | None:
+        """The latest evaluation of the run (an ``eval.jsonl`` line), ``None`` before any."""
+        return self._last_eval
 
     def _summary(self) -> dict[str, Any]:
         spi = [r["seconds_per_iter"] for r in self.history]
@@ -385,12 +385,13 @@ class Trainer:
             "expected_reward": self.expected_reward(),
         }
 
-    def _evaluate_and_log(self) -> None:
+    def _evaluate_and_log(self) -> dict[str, Any]:
         result = self.evaluate(self.config.eval_episodes)
         self._last_eval = result
         self._last_eval_iteration = self.iteration
         if self._writer is not None:
             self._writer.eval(result)
+        return result
 
     # -- run directory -------------------------------------------------------------------------
     def _run_config(self) -> dict[str, Any]:
@@ -439,7 +440,7 @@ class Trainer:
             return
         writer = RunWriter(self.out_dir)
         if self._telemetry_offsets is None:
-            if (self.out_dir / "checkpoint.pt").exists() or (
+            if (self.out_dir / CHECKPOINT).exists() or (
                 writer.progress_path.exists() and writer.progress_path.stat().st_size > 0
             ):
                 raise FileExistsError(
@@ -449,7 +450,7 @@ class Trainer:
             writer.open()  # a loaded trainer given a new directory starts fresh logs there
         else:
             writer.open(*self._telemetry_offsets)
-        (self.out_dir / "done.json").unlink(missing_ok=True)
+        (self.out_dir / DONE).unlink(missing_ok=True)
         writer.write_config(self._run_config())
         self._writer = writer
 
@@ -532,7 +533,7 @@ class Trainer:
     ) -> Trainer:
         """Continue the run in ``run_dir`` from its checkpoint (logs are cut back to it)."""
         run_dir = Path(run_dir)
-        path = run_dir / "checkpoint.pt"
+        path = run_dir / CHECKPOINT
         if not path.exists():
             raise FileNotFoundError(f"run_dir: no checkpoint.pt in {run_dir}")
         trainer = cls._from_state(ckpt_io.load(path), env, run_dir, allocator, eval_env, True)

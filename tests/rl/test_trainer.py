@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from kl_alloc.envs import make_env
-from kl_alloc.rl import Trainer, TrainerConfig, load_run, read_eval, read_progress
+from kl_alloc.rl import Trainer, TrainerConfig
+from kl_alloc.rundir import load_run, read_eval, read_progress
 
 TIMING = {"wall_time", "seconds_per_iter", "time"}
 
@@ -203,6 +204,9 @@ def test_run_directory_format(tmp_path):
     }
     assert agent_keys <= set(recs[0]["agents"][0])
     assert [e["iteration"] for e in read_eval(tmp_path)] == [2, 4]
+    # the record of an iteration that ended with an evaluation carries it (nothing re-reads)
+    assert [r["eval"] for r in recs if "eval" in r] == read_eval(tmp_path)
+    assert [r["iteration"] for r in recs if "eval" in r] == [2, 4]
     done = json.loads((tmp_path / "done.json").read_text())
     assert done["iterations"] == 4 and done["env_steps"] == 1200
     run = load_run(tmp_path)

@@ -1,13 +1,17 @@
 """Figures drawn from run directories (what ``kl-alloc plot`` and the benchmarks save).
 
 - :func:`plot_learning_curves`: per method, the mean over seeds and a +-1 std band against env
-  steps; y is the exact expected reward on the games, the deterministic evaluation return
-  elsewhere (MuJoCo), else the rollout's episode return.
+  steps; y is the task's metric (:func:`~kl_alloc.analysis.metrics.choose_metric`: the exact
+  expected reward on the games, the deterministic evaluation return elsewhere (MuJoCo), else
+  the rollout's episode return).
 - :func:`plot_allocation_heatmaps`: delta_i allocated to each agent at each iteration (agent x
   iteration), one panel per run: the paper-style picture of where W and G put the KL budget.
 - :func:`plot_trajectories`: the differential game's reward over the action box with each run's
   mean-action trajectory, one panel per method.
 - :func:`plot_runs`: all of the above for a set of run directories, written as PNG files.
+
+The figures of a sweep report (by swept value, cost per agent count) are in
+:mod:`kl_alloc.analysis.sweep_figures`. Colours and labels come from :mod:`kl_alloc.methods`.
 
 Uses matplotlib's object-oriented API on the Agg canvas (no pyplot, no display, no global
 backend switch), so it is safe in headless jobs and does not disturb a caller's pyplot.
@@ -18,9 +22,9 @@ from __future__ import annotations
 import logging
 import math
 import os
-import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from matplotlib.axes import Axes
@@ -29,30 +33,26 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Circle
 from matplotlib.ticker import EngFormatter, MaxNLocator
 
-from kl_alloc.analysis import (
+from kl_alloc.analysis.metrics import (
     BASIN_CENTRE,
     BASIN_RADIUS,
     LOCAL_CENTRE,
-    algo_label,
-    env_key,
+    METRIC_LABELS,
+    choose_metric,
     find_runs,
     group_by_algo,
     group_by_env,
     in_basin,
     mean_action_trajectory,
     run_algo,
+    run_curve,
     run_seed,
+    seed_statistics,
 )
-from kl_alloc.rl.telemetry import RunData, load_run
+from kl_alloc.methods import method_color, method_label
+from kl_alloc.rundir import RunData, load_run
 
 logger = logging.getLogger(__name__)
-
-COLORS = {"hatrpo": "#4C72B0", "hatrpo-w": "#DD8452", "hatrpo-g": "#55A868"}
-_EXTRA_COLORS = ("#C44E52", "#8172B3", "#937860", "#DA8BC3", "#8C8C8C")
-
-
-def algo_color(algo: str, index: int = 0) -> str:
-    return COLORS.get(algo, _EXTRA_COLORS[index % len(_EXTRA_COLORS)])
 
 
 def new_figure(width: float, height: float) -> Figure:
@@ -65,58 +65,23 @@ def new_figure(width: float, height: float) -> Figure:
 # -- learning curves -------------------------------------------------------------------------------
 
 
-def curve_metric(runs: Sequence[RunData]) -> str:
-    """``expected_reward`` if every run has it (the games), else ``eval_return`` if every run
-    has at least two evaluations, else ``episode_return``."""
-    if runs and all(np.isfinite(r.expected_reward).any() for r in runs):
-        return "expected_reward"
-    if runs and all(np.isfinite(r.eval_return_mean).sum() >= 2 for r in runs):
-        return "eval_return"
-    return "episode_return"
-
-
-_METRIC_LABELS = {
-    "expected_reward": "expected reward of the joint policy",
-    "eval_return": "evaluation return (deterministic policy)",
-    "episode_return": "episode return (training rollouts)",
-}
-
-
-def run_curve(run: RunData, metric: str) -> tuple[np.ndarray, np.ndarray]:
-    """(env_steps, value) of one run for ``metric``, NaN entries dropped."""
-    if metric == "expected_reward":
-        x, y = run.env_steps, run.expected_reward
-    elif metric == "eval_return":
-        x, y = run.eval_env_steps, run.eval_return_mean
-    elif metric == "episode_return":
-        x, y = run.env_steps, run.episode_return
-    else:
-        raise ValueError(f"metric: expected one of {sorted(_METRIC_LABELS)}, got {metric!r}")
-    ok = np.isfinite(x) & np.isfinite(y)
-    return x[ok], y[ok]
-
-
-def seed_statistics(
+def draw_mean_band(
+    ax: Axes,
     curves: Sequence[tuple[np.ndarray, np.ndarray]],
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Mean and std over seeds on the union of their x values. Each seed is linearly
-    interpolated inside its own x range and missing outside it (no extrapolation); returns
-    ``(x, mean, std, count)``."""
-    curves = [(x, y) for x, y in curves if x.size]
-    if not curves:
-        empty = np.zeros(0)
-        return empty, empty, empty, empty
-    grid = np.unique(np.concatenate([x for x, _ in curves]))
-    values = np.full((len(curves), grid.size), np.nan)
-    for k, (x, y) in enumerate(curves):
-        inside = (grid >= x[0]) & (grid <= x[-1])
-        values[k, inside] = np.interp(grid[inside], x, y)
-    count = np.isfinite(values).sum(axis=0)
-    with warnings.catch_warnings():  # columns without data: "mean of empty slice"
-        warnings.simplefilter("ignore", RuntimeWarning)
-        mean = np.nanmean(values, axis=0)
-        std = np.nanstd(values, axis=0)
-    return grid, mean, std, count
+    color: Any,
+    label: str,
+    lw: float = 1.8,
+    alpha: float = 0.2,
+) -> bool:
+    """The mean over seeds of ``curves`` (see ``seed_statistics``) and, with more than one,
+    a +-1 std band; returns False when there is nothing to draw."""
+    x, mean, std, _ = seed_statistics(curves)
+    if not x.size:
+        return False
+    ax.plot(x, mean, color=color, lw=lw, label=label)
+    if len(curves) > 1:
+        ax.fill_between(x, mean - std, mean + std, color=color, alpha=alpha, lw=0)
+    return True
 
 
 def plot_learning_curves(
@@ -127,20 +92,18 @@ def plot_learning_curves(
     title: str | None = None,
 ) -> str:
     """Draw mean +- std over seeds per method on ``ax``; returns the metric used."""
-    metric = metric or curve_metric(runs)
+    metric = metric or choose_metric(runs)
     for index, (algo, group) in enumerate(group_by_algo(runs).items()):
-        x, mean, std, count = seed_statistics([run_curve(r, metric) for r in group])
-        if not x.size:
-            continue
-        color = algo_color(algo, index)
-        n = len(group)
-        ax.plot(x, mean, color=color, lw=1.8, label=f"{algo_label(algo)} (mean of {n})")
-        if n > 1:
-            ax.fill_between(x, mean - std, mean + std, color=color, alpha=0.2, lw=0)
+        draw_mean_band(
+            ax,
+            [run_curve(r, metric) for r in group],
+            method_color(algo, index),
+            f"{method_label(algo)} (mean of {len(group)})",
+        )
     if threshold is not None:
         ax.axhline(threshold, color="k", ls=":", lw=1, label=f"{threshold:g}")
     ax.set_xlabel("env steps")
-    ax.set_ylabel(_METRIC_LABELS[metric])
+    ax.set_ylabel(METRIC_LABELS[metric])
     ax.xaxis.set_major_formatter(EngFormatter(sep=""))
     ax.grid(alpha=0.3)
     ax.legend(
@@ -205,7 +168,7 @@ def plot_allocation_heatmaps(
         if label is None:
             total = np.nanmedian(run.delta_total) if run.delta_total.size else math.nan
             label = (
-                f"{algo_label(run_algo(run))}, seed {run_seed(run)}  (delta_total = {total:.3g})"
+                f"{method_label(run_algo(run))}, seed {run_seed(run)}  (delta_total = {total:.3g})"
             )
         ax.set_title(label, fontsize="medium", loc="left")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -264,7 +227,7 @@ def plot_trajectories(
             traj = mean_action_trajectory(run)
             ok = in_basin(traj[-1], centre, radius)
             ends_in += ok
-            ax.plot(traj[:, 0], traj[:, 1], color=algo_color(algo), lw=1.0, alpha=0.8)
+            ax.plot(traj[:, 0], traj[:, 1], color=method_color(algo), lw=1.0, alpha=0.8)
             ax.plot(
                 *traj[0],
                 "o",
@@ -278,12 +241,12 @@ def plot_trajectories(
                 *traj[-1],
                 "*" if ok else "X",
                 ms=9,
-                mfc=algo_color(algo),
+                mfc=method_color(algo),
                 mec="white",
                 mew=0.6,
             )
         ax.set_title(
-            f"{algo_label(algo)}: {ends_in}/{len(group)} end in the global basin",
+            f"{method_label(algo)}: {ends_in}/{len(group)} end in the global basin",
             fontsize="medium",
         )
         ax.set_xlabel("mean action of agent 0 (a1)")
@@ -359,7 +322,7 @@ def plot_runs(
 
         fig = new_figure(8, 4.8)
         ax = fig.subplots()
-        metric = curve_metric(env_runs)
+        metric = choose_metric(env_runs)
         threshold = 0.99 if env_name == "matrix" and metric == "expected_reward" else None
         plot_learning_curves(ax, env_runs, metric, threshold, title=f"{env_name}: learning curves")
         written.append(save(fig, output_path(out_prefix, f"{stem}curves")))
@@ -373,7 +336,7 @@ def plot_runs(
         elif heatmaps == "all":
             for algo, group in by_algo.items():
                 fig = plot_allocation_heatmaps(
-                    group, title=f"{env_name}: KL budget allocated per agent, {algo_label(algo)}"
+                    group, title=f"{env_name}: KL budget allocated per agent, {method_label(algo)}"
                 )
                 written.append(save(fig, output_path(out_prefix, f"{stem}allocation_{algo}")))
 
@@ -392,17 +355,12 @@ def plot_runs(
 
 
 __all__ = [
-    "COLORS",
-    "algo_color",
-    "curve_metric",
-    "env_key",
+    "draw_mean_band",
     "new_figure",
     "output_path",
     "plot_allocation_heatmaps",
     "plot_learning_curves",
     "plot_runs",
     "plot_trajectories",
-    "run_curve",
     "save",
-    "seed_statistics",
 ]

@@ -1,4 +1,5 @@
-"""The run directory: what a training run writes, and how to read it back.
+"""The run directory: what a training run writes, how to read it back, and where the code
+that wrote it came from. Torch-free (analysis, reports and plots read runs without torch).
 
 Layout of ``out_dir`` (stable: the CLI, plots and benchmarks read it)::
 
@@ -28,8 +29,11 @@ Layout of ``out_dir`` (stable: the CLI, plots and benchmarks read it)::
                            "ls_tries"}
         policy             stateless games only: per agent {"probs": [...]} or
                            {"mean": [...], "std": [...]} after the update (trajectories)
+        eval               only in an iteration that ended with an evaluation (absent in runs
+                           written before it was added): the same object as its eval.jsonl line
     eval.jsonl       one line per evaluation: {"iteration", "env_steps", "return_mean",
-                     "return_std", "episodes", "expected_reward"}
+                     "return_std", "episodes", "expected_reward"} (the final evaluation of a run
+                     whose last iteration was not an evaluation one appears only here)
     checkpoint.pt    everything needed to resume bit-for-bit (see trainer.py); atomic writes
     progress.csv     the same per-iteration records as a flat table (one column per scalar,
                      ``agent{i}_{field}`` per agent, ``time_{part}``), rewritten from
@@ -39,6 +43,9 @@ Layout of ``out_dir`` (stable: the CLI, plots and benchmarks read it)::
 
 Missing values are JSON ``null`` (never NaN). A line cut short by a crash is ignored by the
 readers, and a resumed run truncates both JSONL files back to its checkpoint.
+
+:func:`provenance` says which code and command produced a result (sweep trials, reports,
+benchmark JSON).
 """
 
 from __future__ import annotations
@@ -46,6 +53,12 @@ from __future__ import annotations
 import json
 import math
 import os
+import platform
+import shlex
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,6 +66,22 @@ from typing import Any
 import numpy as np
 
 FORMAT_VERSION = 1
+
+CONFIG = "config.json"
+PROGRESS = "progress.jsonl"
+EVAL = "eval.jsonl"
+CHECKPOINT = "checkpoint.pt"
+PROGRESS_CSV = "progress.csv"
+DONE = "done.json"
+#: every file a training run writes (and the temporary names of its atomic writes)
+SPEC = "spec.json"  # the run's spec, written before the first iteration (kl_alloc.lifecycle)
+ERROR = "error.json"  # a failed sweep trial's error
+TRIAL = "trial.json"  # a sweep trial's task / method / params
+TRIAL_LOG = "trial.log"
+TB_DIR = "tb"  # TensorBoard scalars
+TMP_SUFFIX = ".tmp"
+#: every file a run writes: ``--force`` deletes exactly these, their ``.tmp`` and ``tb/``
+RUN_FILES = (SPEC, CONFIG, PROGRESS, PROGRESS_CSV, EVAL, CHECKPOINT, DONE, ERROR, TRIAL, TRIAL_LOG)
 
 
 def _clean(x: Any) -> Any:
@@ -100,11 +129,11 @@ class RunWriter:
 
     @property
     def progress_path(self) -> Path:
-        return self.dir / "progress.jsonl"
+        return self.dir / PROGRESS
 
     @property
     def eval_path(self) -> Path:
-        return self.dir / "eval.jsonl"
+        return self.dir / EVAL
 
     def open(self, progress_offset: int | None = None, eval_offset: int | None = None) -> None:
         """Open for appending; with offsets (a resume), first cut the files back to them."""
@@ -128,7 +157,7 @@ class RunWriter:
         return tuple(os.fstat(f.fileno()).st_size for f in (self._progress, self._eval))
 
     def write_config(self, config: dict[str, Any]) -> None:
-        write_json_atomic(self.dir / "config.json", config)
+        write_json_atomic(self.dir / CONFIG, config)
 
     def progress(self, record: dict[str, Any]) -> None:
         self._progress.write(dumps(record) + "\n")
@@ -139,7 +168,7 @@ class RunWriter:
         self._eval.flush()
 
     def done(self, summary: dict[str, Any]) -> None:
-        write_json_atomic(self.dir / "done.json", summary)
+        write_json_atomic(self.dir / DONE, summary)
 
     def close(self) -> None:
         for f in (self._progress, self._eval):
@@ -167,15 +196,16 @@ def _read_jsonl(path: Path) -> list[dict[str, Any]]:
 
 def read_progress(run_dir: str | os.PathLike) -> list[dict[str, Any]]:
     """The per-iteration records of ``progress.jsonl``."""
-    return _read_jsonl(Path(run_dir) / "progress.jsonl")
+    return _read_jsonl(Path(run_dir) / PROGRESS)
 
 
 def read_eval(run_dir: str | os.PathLike) -> list[dict[str, Any]]:
-    return _read_jsonl(Path(run_dir) / "eval.jsonl")
+    """The evaluations of ``eval.jsonl``."""
+    return _read_jsonl(Path(run_dir) / EVAL)
 
 
 def read_config(run_dir: str | os.PathLike) -> dict[str, Any]:
-    return json.loads((Path(run_dir) / "config.json").read_text())
+    return json.loads((Path(run_dir) / CONFIG).read_text())
 
 
 def _num(x: Any) -> float:
@@ -221,7 +251,7 @@ def load_run(run_dir: str | os.PathLike) -> RunData:
     run_dir = Path(run_dir)
     recs = read_progress(run_dir)
     evals = read_eval(run_dir)
-    config = read_config(run_dir) if (run_dir / "config.json").exists() else {}
+    config = read_config(run_dir) if (run_dir / CONFIG).exists() else {}
     n = len(recs[0]["agents"]) if recs else int(config.get("env", {}).get("n_agents", 0))
 
     def col(key: str) -> np.ndarray:
@@ -240,7 +270,7 @@ def load_run(run_dir: str | os.PathLike) -> RunData:
     policy_mean = None
     if recs and recs[0].get("policy") and "mean" in recs[0]["policy"][0]:
         policy_mean = np.array([[p["mean"][0] for p in r["policy"]] for r in recs])
-    done_path = run_dir / "done.json"
+    done_path = run_dir / DONE
     return RunData(
         config=config,
         iteration=col("iteration").astype(np.int64) if recs else np.zeros(0, np.int64),
@@ -313,8 +343,75 @@ def write_progress_csv(run_dir: str | os.PathLike) -> Path:
     writer.writeheader()
     for row in rows:
         writer.writerow({k: ("" if v is None else v) for k, v in row.items()})
-    path = Path(run_dir) / "progress.csv"
+    path = Path(run_dir) / PROGRESS_CSV
     tmp = path.with_suffix(".csv.tmp")
     tmp.write_text(buf.getvalue(), encoding="utf-8")
     os.replace(tmp, path)
     return path
+
+
+# -- provenance ------------------------------------------------------------------------------------
+
+#: the checkout kl_alloc is imported from (a git work tree when installed editable)
+_ROOT = Path(__file__).resolve().parents[1]
+
+
+def _git(*args: str) -> str | None:
+    if not (_ROOT / ".git").exists():  # an installed package: never ask an enclosing repository
+        return None
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(_ROOT), *args], capture_output=True, text=True, timeout=10, check=True
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.rstrip("\n")  # keep porcelain's leading status columns
+
+
+def _version(dist: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(dist)  # the installed version, without importing the package
+    except PackageNotFoundError:
+        return None
+
+
+def command_line(script: str | None = None, argv: Sequence[str] | None = None) -> str:
+    """The exact command: the interpreter and arguments this process was started with, or,
+    when a script's ``main(argv)`` was called from Python, the equivalent command line."""
+    if script is not None and argv is not None:
+        try:
+            path = os.path.relpath(script)
+        except ValueError:
+            path = script
+        return shlex.join([sys.executable, path, *argv])
+    return shlex.join(list(getattr(sys, "orig_argv", [sys.executable, *sys.argv])))
+
+
+def provenance(script: str | None = None, argv: Sequence[str] | None = None) -> dict[str, Any]:
+    """Which code, command and machine produced a result (sweep trials, reports, benchmarks).
+
+    Keys: ``generated_utc``, ``command`` (see :func:`command_line`), ``cwd``, ``kl_alloc``
+    (version), ``path`` (the checkout), ``git_commit`` (full hash) / ``git_dirty`` (tracked
+    files changed) / ``modified_files`` (None outside a git checkout), ``python``, ``numpy``,
+    ``torch`` (installed versions; torch is not imported), ``cpus``, ``machine``.
+    """
+    from kl_alloc import __version__
+
+    changed = _git("status", "--porcelain", "--untracked-files=no")
+    return {
+        "generated_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "command": command_line(script, argv),
+        "cwd": os.getcwd(),
+        "kl_alloc": __version__,
+        "path": str(_ROOT),
+        "git_commit": _git("rev-parse", "HEAD"),
+        "git_dirty": None if changed is None else bool(changed.strip()),
+        "modified_files": None if changed is None else [ln[3:] for ln in changed.splitlines()],
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "torch": _version("torch"),
+        "cpus": os.cpu_count(),
+        "machine": platform.machine(),
+    }

@@ -1,12 +1,14 @@
-"""Reading groups of run directories and computing the paper's metrics from them.
+"""Finding run directories, grouping them, and the paper's metrics computed from them.
 
-Used by the CLI (``kl-alloc demo``, ``kl-alloc plot``) and by the scripts in ``benchmarks/``,
-so a number in a table and a curve in a figure come from the same code. Everything here reads
-run directories through :mod:`kl_alloc.rl.telemetry` and never touches torch.
+One metric per task, chosen by :func:`choose_metric`, is used by the report's table and by
+every learning-curve figure, so a number in a table and a curve in a figure come from the
+same data:
 
     runs = [load_run(d) for d in find_runs(["runs/bench/matrix"])]
+    metric = choose_metric(runs)                       # "expected_reward" on the games
     by_algo = group_by_algo(runs)
-    steps = [samples_to_reach(r, 0.99) for r in by_algo["hatrpo-w"]]   # None = never reached
+    steps = [samples_to_reach(r, 0.99, metric) for r in by_algo["hatrpo-w"]]  # None: never
+    finals = [final_value(r, metric) for r in by_algo["hatrpo-w"]]
 """
 
 from __future__ import annotations
@@ -14,17 +16,15 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from kl_alloc.rl.telemetry import RunData
-
-#: display order and names of the three methods (anything else sorts after them, as is)
-ALGO_ORDER = ("hatrpo", "hatrpo-w", "hatrpo-g")
-ALGO_LABELS = {"hatrpo": "HATRPO", "hatrpo-w": "HATRPO-W", "hatrpo-g": "HATRPO-G"}
+from kl_alloc.methods import method_sort_key
+from kl_alloc.rundir import CONFIG, RunData
 
 #: the differential game's global basin (experiments.md s.2): final mean action within
 #: BASIN_RADIUS of BASIN_CENTRE
@@ -32,13 +32,15 @@ BASIN_CENTRE = (5.0, 5.0)
 BASIN_RADIUS = 1.5
 LOCAL_CENTRE = (1.0, 1.0)
 
+#: resamples of the bootstrap intervals
+RESAMPLES = 10_000
 
-def algo_label(algo: str) -> str:
-    return ALGO_LABELS.get(algo, algo)
-
-
-def algo_sort_key(algo: str) -> tuple[int, str]:
-    return (ALGO_ORDER.index(algo) if algo in ALGO_ORDER else len(ALGO_ORDER), algo)
+#: the metrics a task can be measured by, with their axis labels
+METRIC_LABELS = {
+    "expected_reward": "expected reward of the joint policy",
+    "eval_return": "evaluation return (deterministic policy)",
+    "episode_return": "episode return (training rollouts)",
+}
 
 
 # -- finding and grouping runs ---------------------------------------------------------------------
@@ -46,13 +48,14 @@ def algo_sort_key(algo: str) -> tuple[int, str]:
 
 def is_run_dir(path: str | os.PathLike) -> bool:
     """A run directory holds a ``config.json`` written by the trainer."""
-    return (Path(path) / "config.json").is_file()
+    return (Path(path) / CONFIG).is_file()
 
 
 def find_runs(paths: Iterable[str | os.PathLike]) -> list[Path]:
     """Run directories among ``paths``: each path is a run directory itself, or a directory
     searched recursively for them. Sorted, without duplicates. Raises ``FileNotFoundError``
     for a path that does not exist and ``ValueError`` if no run is found at all."""
+    paths = list(paths)
     found: list[Path] = []
     for p in paths:
         p = Path(p)
@@ -61,7 +64,7 @@ def find_runs(paths: Iterable[str | os.PathLike]) -> list[Path]:
         if is_run_dir(p):
             found.append(p)
         elif p.is_dir():
-            found.extend(sorted(c.parent for c in p.rglob("config.json") if is_run_dir(c.parent)))
+            found.extend(sorted(c.parent for c in p.rglob(CONFIG) if is_run_dir(c.parent)))
     unique = sorted(set(found), key=lambda d: str(d))
     if not unique:
         raise ValueError(f"no run directories (with a config.json) under {[str(p) for p in paths]}")
@@ -88,11 +91,11 @@ def env_key(run: RunData) -> str:
 
 
 def group_by_algo(runs: Iterable[RunData]) -> dict[str, list[RunData]]:
-    """Runs keyed by algorithm (HATRPO, W, G first), each list sorted by seed."""
+    """Runs keyed by algorithm in the method registry's display order, each sorted by seed."""
     groups: dict[str, list[RunData]] = {}
     for r in runs:
         groups.setdefault(run_algo(r), []).append(r)
-    return {a: sorted(groups[a], key=run_seed) for a in sorted(groups, key=algo_sort_key)}
+    return {a: sorted(groups[a], key=run_seed) for a in sorted(groups, key=method_sort_key)}
 
 
 def group_by_env(runs: Iterable[RunData]) -> dict[str, list[RunData]]:
@@ -120,24 +123,98 @@ def truncate(run: RunData, max_steps: float | None) -> RunData:
     return dataclasses.replace(run, **changes)
 
 
-# -- the paper's metrics ---------------------------------------------------------------------------
+# -- the metric of a task and its curves -----------------------------------------------------------
 
 
-def samples_to_reach(run: RunData, threshold: float = 0.99) -> float | None:
-    """Env steps consumed when the expected reward of the joint policy first reached
-    ``threshold`` (measured after each iteration's update); ``None`` if it never did."""
-    hit = np.flatnonzero(np.nan_to_num(run.expected_reward, nan=-np.inf) >= threshold)
-    return float(run.env_steps[hit[0]]) if hit.size else None
+def choose_metric(runs: Sequence[RunData]) -> str:
+    """The one metric a set of runs (a task) is measured by, in tables and curves alike:
+    ``expected_reward`` if every run has it (the games), else ``eval_return`` if every run
+    has at least two evaluations (a curve, and a final value that is more than the last
+    point), else ``episode_return``."""
+    if runs and all(np.isfinite(r.expected_reward).any() for r in runs):
+        return "expected_reward"
+    if runs and all(np.isfinite(r.eval_return_mean).sum() >= 2 for r in runs):
+        return "eval_return"
+    return "episode_return"
+
+
+def run_curve(run: RunData, metric: str) -> tuple[np.ndarray, np.ndarray]:
+    """(env_steps, value) of one run for ``metric``, NaN entries dropped."""
+    if metric == "expected_reward":
+        x, y = run.env_steps, run.expected_reward
+    elif metric == "eval_return":
+        x, y = run.eval_env_steps, run.eval_return_mean
+    elif metric == "episode_return":
+        x, y = run.env_steps, run.episode_return
+    else:
+        raise ValueError(f"metric: expected one of {sorted(METRIC_LABELS)}, got {metric!r}")
+    ok = np.isfinite(x) & np.isfinite(y)
+    return x[ok], y[ok]
+
+
+def seed_statistics(
+    curves: Sequence[tuple[np.ndarray, np.ndarray]],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Mean and std over seeds on the union of their x values. Each seed is linearly
+    interpolated inside its own x range and missing outside it (no extrapolation); returns
+    ``(x, mean, std, count)``."""
+    curves = [(x, y) for x, y in curves if x.size]
+    if not curves:
+        empty = np.zeros(0)
+        return empty, empty, empty, empty
+    grid = np.unique(np.concatenate([x for x, _ in curves]))
+    values = np.full((len(curves), grid.size), np.nan)
+    for k, (x, y) in enumerate(curves):
+        inside = (grid >= x[0]) & (grid <= x[-1])
+        values[k, inside] = np.interp(grid[inside], x, y)
+    count = np.isfinite(values).sum(axis=0)
+    with warnings.catch_warnings():  # columns without data: "mean of empty slice"
+        warnings.simplefilter("ignore", RuntimeWarning)
+        mean = np.nanmean(values, axis=0)
+        std = np.nanstd(values, axis=0)
+    return grid, mean, std, count
+
+
+def samples_to_reach(
+    run: RunData, threshold: float = 0.99, metric: str = "expected_reward"
+) -> float | None:
+    """Env steps consumed when ``metric`` first reached ``threshold`` (the expected reward is
+    measured after each iteration's update); ``None`` if it never did."""
+    x, y = run_curve(run, metric)
+    hit = np.flatnonzero(y >= threshold)
+    return float(x[hit[0]]) if hit.size else None
+
+
+def final_value(run: RunData, metric: str) -> float:
+    """The run's final performance: the last expected reward (games); otherwise the mean of
+    the last 10% of the evaluations (or episode returns), at least one (experiments.md s.3)."""
+    if metric == "expected_reward":
+        return float(run.expected_reward[-1]) if run.expected_reward.size else math.nan
+    _, y = run_curve(run, metric)
+    if not y.size:
+        return math.nan
+    return float(y[-max(1, math.ceil(0.1 * y.size)) :].mean())
 
 
 def final_expected_reward(run: RunData) -> float:
-    return float(run.expected_reward[-1]) if run.expected_reward.size else math.nan
+    return final_value(run, "expected_reward")
+
+
+def default_threshold(env_name: str, metric: str, run: RunData) -> float | None:
+    """0.99 of the payoff on the matrix game (experiments.md s.1); none elsewhere."""
+    if env_name == "matrix" and metric == "expected_reward":
+        payoff = (run.config.get("env", {}).get("kwargs", {}) or {}).get("payoff", 1.0)
+        return 0.99 * float(payoff)
+    return None
+
+
+# -- the differential game -------------------------------------------------------------------------
 
 
 def mean_action_trajectory(run: RunData) -> np.ndarray:
     """(iterations + 1, n_agents) mean actions of a continuous stateless game, starting from
     the initial mean (``config.init_action_mean``). Raises ``ValueError`` if the run's
-    telemetry has no per-iteration policy means (not a continuous stateless game)."""
+    progress has no per-iteration policy means (not a continuous stateless game)."""
     if run.policy_mean is None:
         raise ValueError("run: progress.jsonl has no per-iteration policy means")
     init = float(run.config.get("config", {}).get("init_action_mean", math.nan))
@@ -153,6 +230,9 @@ def in_basin(
     point: Sequence[float], centre: Sequence[float] = BASIN_CENTRE, radius: float = BASIN_RADIUS
 ) -> bool:
     return bool(np.linalg.norm(np.asarray(point, float) - np.asarray(centre, float)) <= radius)
+
+
+# -- statistics over seeds -------------------------------------------------------------------------
 
 
 def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -192,10 +272,23 @@ def spread(values: Sequence[float | None]) -> dict[str, Any]:
     return out
 
 
+def bootstrap_mean_ci(
+    values: Sequence[float], resamples: int = RESAMPLES, seed: int = 0
+) -> tuple[float, float]:
+    """95% percentile-bootstrap interval of the mean (a single value: a zero-width interval)."""
+    x = np.asarray(values, np.float64)
+    if x.size == 0:
+        return (math.nan, math.nan)
+    rng = np.random.default_rng(seed)
+    means = x[rng.integers(0, x.size, (resamples, x.size))].mean(axis=1)
+    lo, hi = np.quantile(means, [0.025, 0.975])
+    return (float(lo), float(hi))
+
+
 def bootstrap_ratio_ci(
     numerator: Sequence[float],
     denominator: Sequence[float],
-    resamples: int = 10_000,
+    resamples: int = RESAMPLES,
     seed: int = 0,
 ) -> tuple[float, float]:
     """95% percentile-bootstrap interval of median(numerator) / median(denominator), the two
@@ -211,6 +304,43 @@ def bootstrap_ratio_ci(
         ratio = ma / mb
     lo, hi = np.nanquantile(ratio, [0.025, 0.975])
     return (float(lo), float(hi))
+
+
+#: fewest seeds per side for a bootstrap interval of a variance ratio
+MIN_SEEDS_VAR_CI = 5
+
+
+def bootstrap_improvement(
+    values: Sequence[float], base: Sequence[float], resamples: int = RESAMPLES, seed: int = 0
+) -> dict[str, float]:
+    """(mean - mean_base) / |mean_base| and var / var_base with 95% bootstrap intervals (the
+    two samples resampled independently)."""
+    a, b = np.asarray(values, np.float64), np.asarray(base, np.float64)
+    out = {
+        k: math.nan for k in ("improvement", "imp_lo", "imp_hi", "var_ratio", "var_lo", "var_hi")
+    }
+    if a.size == 0 or b.size == 0:
+        return out
+    rng = np.random.default_rng(seed)
+    ra = a[rng.integers(0, a.size, (resamples, a.size))]
+    rb = b[rng.integers(0, b.size, (resamples, b.size))]
+    mb = b.mean()
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if mb != 0:
+            out["improvement"] = float((a.mean() - mb) / abs(mb))
+            imp = (ra.mean(axis=1) - rb.mean(axis=1)) / np.abs(rb.mean(axis=1))
+            out["imp_lo"], out["imp_hi"] = (float(v) for v in np.nanquantile(imp, [0.025, 0.975]))
+        if a.size > 1 and b.size > 1:
+            vb = b.var(ddof=1)
+            out["var_ratio"] = float(a.var(ddof=1) / vb) if vb > 0 else math.inf
+            ratio = ra.var(axis=1, ddof=1) / rb.var(axis=1, ddof=1)
+            ratio = ratio[np.isfinite(ratio)]
+            # with fewer than 5 seeds a side, resampled variances are mostly 0: no interval
+            if ratio.size and min(a.size, b.size) >= MIN_SEEDS_VAR_CI:
+                out["var_lo"], out["var_hi"] = (
+                    float(v) for v in np.quantile(ratio, [0.025, 0.975])
+                )
+    return out
 
 
 def time_breakdown(runs: Iterable[RunData], skip_first: int = 1) -> dict[str, Any]:
@@ -235,14 +365,3 @@ def time_breakdown(runs: Iterable[RunData], skip_first: int = 1) -> dict[str, An
             parts.get("solver", 0.0) / spi_all.size if spi_all.size else None
         ),
     }
-
-
-def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    """A plain-text table with aligned columns (also valid Markdown)."""
-    cells = [[str(h) for h in headers]] + [[str(c) for c in row] for row in rows]
-    widths = [max(len(r[k]) for r in cells) for k in range(len(headers))]
-    lines = [
-        "| " + " | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) + " |" for r in cells
-    ]
-    lines.insert(1, "|" + "|".join("-" * (w + 2) for w in widths) + "|")
-    return "\n".join(lines)

@@ -1,0 +1,472 @@
+"""Aggregate run directories into the comparison table and figures of a sweep.
+
+    report = build_report(["runs/sweeps/eps_sensitivity"])          # a dict (also report.json)
+    write_report(report, "benchmarks/results/sweeps/eps_sensitivity")  # report.md, *.png, .json
+
+Runs are grouped by task, method and the swept fields. A run made by ``kl-alloc sweep`` says
+which trial it is (``trial.json``); for any other run directory the task is its env
+(``matrix``, ``mamujoco-Ant-2x4``, ...), the method its algorithm, and the swept fields are the
+config fields that differ between runs of the same task and method (the seed aside).
+
+Per group, over its finished runs (``done.json``; one run per seed), with the task's metric
+(:func:`~kl_alloc.analysis.metrics.choose_metric`, the same one the curves show):
+
+- final: the exact expected reward of the final joint policy on the games; elsewhere the mean
+  of the last 10% of the evaluations (experiments.md s.3); mean with a 95% percentile-bootstrap
+  interval of the mean (seeded, 10,000 resamples);
+- improvement over the baseline (HATRPO): (mean - mean_base) / |mean_base|, both samples
+  resampled independently for the interval (seeds of different methods are not paired);
+- variance ratio: var(final) / var_base(final) across seeds (sample variances), bootstrapped;
+- samples to a threshold (default 0.99 of the payoff on the matrix game): median env steps,
+  runs that never reach it counted as +inf (a method that often fails is not flattered);
+- differential game: how many runs end in the global basin (Wilson interval);
+- seconds per iteration (median, first iteration of every run excluded: JIT and warm-up) and
+  the share of the allocator's solver call in the total time.
+
+The baseline of a group is the baseline method's group of the same task, matched on the swept
+fields both have; a group without a match gets no improvement or variance ratio.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from kl_alloc.analysis.metrics import (
+    RESAMPLES,
+    bootstrap_improvement,
+    bootstrap_mean_ci,
+    choose_metric,
+    default_threshold,
+    env_key,
+    final_mean_action,
+    final_value,
+    find_runs,
+    in_basin,
+    samples_to_reach,
+    spread,
+    time_breakdown,
+    wilson_interval,
+)
+from kl_alloc.analysis.tables import render_markdown
+from kl_alloc.methods import method_sort_key
+from kl_alloc.rundir import RunData, load_run, provenance
+
+logger = logging.getLogger(__name__)
+
+#: config fields never treated as swept when guessing them from config.json
+_NOT_SWEPT = ("seed", "checkpoint_every", "eval_every", "eval_episodes")
+
+
+# -- per run ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class RunSummary:
+    run_dir: Path
+    task: str
+    method: str
+    algo: str
+    seed: int
+    params: dict[str, Any]
+    env_name: str
+    n_agents: int
+    finished: bool
+    data: RunData = field(repr=False)
+
+
+def _read_json(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
+def _flat_config(run: RunData) -> dict[str, Any]:
+    cfg = dict(run.config.get("config", {}) or {})
+    env_kwargs = cfg.pop("env_kwargs", {}) or {}
+    out = {k: v for k, v in cfg.items() if k not in _NOT_SWEPT}
+    spec_kwargs = run.config.get("env", {}).get("kwargs", {}) or {}
+    for k, v in {**env_kwargs, **spec_kwargs}.items():
+        if k not in ("num_envs", "seed"):
+            out[f"env.{k}"] = v
+    return out
+
+
+def _summarize(run_dir: Path) -> tuple[RunSummary, bool]:
+    """One run's summary, and whether its task/method were guessed (no trial.json)."""
+    data = load_run(run_dir)
+    trial = _read_json(run_dir / "trial.json")
+    env = data.config.get("env", {})
+    common = dict(
+        run_dir=run_dir,
+        seed=int(data.config.get("seed", -1)),
+        env_name=str(env.get("name", "?")),
+        n_agents=int(env.get("n_agents", 0)),
+        finished=data.done is not None,
+        data=data,
+    )
+    if trial is not None:
+        return RunSummary(
+            task=str(trial["task"]),
+            method=str(trial["method"]),
+            algo=str(trial["algo"]),
+            params=dict(trial.get("params", {})),
+            **common,
+        ), False
+    algo = str(data.config.get("algo", "?"))
+    allocator = str(data.config.get("allocator", ""))
+    method = algo if allocator in ("", "uniform", "water_fill", "greedy") else allocator
+    return RunSummary(task=env_key(data), method=method, algo=algo, params={}, **common), True
+
+
+def summarize_runs(paths: Iterable[str | os.PathLike]) -> list[RunSummary]:
+    """Load every run directory under ``paths`` and name its task, method and swept fields."""
+    summaries: list[RunSummary] = []
+    by_tm: dict[tuple[str, str], list[RunSummary]] = {}
+    for run_dir in find_runs(paths):
+        s, guessed = _summarize(run_dir)
+        summaries.append(s)
+        if guessed:
+            by_tm.setdefault((s.task, s.method), []).append(s)
+    # swept fields of runs without trial.json: config values that differ within (task, method)
+    for group in by_tm.values():
+        flats = [_flat_config(s.data) for s in group]
+        keys = sorted(set().union(*flats))
+        varying = [
+            k for k in keys if len({json.dumps(f.get(k), sort_keys=True) for f in flats}) > 1
+        ]
+        for s, f in zip(group, flats, strict=True):
+            s.params = {k: f.get(k) for k in varying}
+    return summaries
+
+
+# -- the report ------------------------------------------------------------------------------------
+
+
+def display_path(path: str | os.PathLike) -> str:
+    """``path`` relative to the current directory when it lies below it (portable reports)."""
+    p = Path(path).resolve()
+    try:
+        return str(p.relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(p)
+
+
+def params_key(params: dict[str, Any]) -> str:
+    return json.dumps(params, sort_keys=True)
+
+
+def _sort_value(v: Any) -> tuple:
+    if isinstance(v, bool):
+        return (0, int(v), "")
+    if isinstance(v, int | float):
+        return (0, float(v), "")
+    return (1, 0.0, json.dumps(v, sort_keys=True))
+
+
+def row_order(row: dict[str, Any], baseline: str) -> tuple:
+    """The baseline first, then the methods in the registry's order, then by swept values."""
+    m = row["method"]
+    rank = 0 if m == baseline else 1 + method_sort_key(m)[0]
+    return (rank, m, [(k, _sort_value(v)) for k, v in sorted(row["params"].items())])
+
+
+def _nan_to_none(x: Any) -> Any:
+    if isinstance(x, dict):
+        return {k: _nan_to_none(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [_nan_to_none(v) for v in x]
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    if isinstance(x, np.generic):
+        return _nan_to_none(x.item())
+    return x
+
+
+@dataclass
+class _Stats:
+    """What every group of a task is measured with."""
+
+    metric: str
+    threshold: float | None
+    resamples: int
+    seed: int
+
+
+def _group_row(
+    method: str, pkey: str, runs: list[RunSummary], members: list[RunSummary], st: _Stats
+) -> dict[str, Any]:
+    """The report row of one (method, swept values) group over its used ``runs``."""
+    finals = [final_value(s.data, st.metric) for s in runs]
+    finals_ok = [v for v in finals if math.isfinite(v)]
+    lo, hi = bootstrap_mean_ci(finals_ok, st.resamples, st.seed)
+    row: dict[str, Any] = {
+        "task": members[0].task,
+        "method": method,
+        "algo": runs[0].algo if runs else method,
+        "params": json.loads(pkey),
+        "env": members[0].env_name,
+        "n_agents": members[0].n_agents if not runs else runs[0].n_agents,
+        "n": len(runs),
+        "found": sum(1 for s in members if s.method == method and params_key(s.params) == pkey),
+        "unfinished": sum(not s.finished for s in runs),
+        "seeds": [s.seed for s in runs],
+        "final": finals,
+        "final_mean": float(np.mean(finals_ok)) if finals_ok else math.nan,
+        "final_std": float(np.std(finals_ok, ddof=1)) if len(finals_ok) > 1 else math.nan,
+        "final_ci": [lo, hi],
+    }
+    if st.threshold is not None:
+        reached = [samples_to_reach(s.data, st.threshold, st.metric) for s in runs]
+        row["threshold"] = st.threshold
+        row["samples_to_threshold"] = reached
+        row["samples_spread"] = spread(reached)
+        if reached and all(v is not None for v in reached):
+            row["samples_mean"] = float(np.mean(reached))
+            row["samples_ci"] = list(bootstrap_mean_ci(reached, st.resamples, st.seed))
+    if members[0].env_name == "differential" and runs:
+        row.update(_basin_counts(runs))
+    if runs:
+        tb = time_breakdown([s.data for s in runs], skip_first=1)
+        row["seconds_per_iter"] = tb["seconds_per_iter_median"]
+        row["time_share"] = tb["share"]
+        row["solver_seconds_per_iter"] = tb["solver_seconds_per_iter"]
+        row["iterations"] = int(np.median([s.data.iteration.size for s in runs]))
+        row["env_steps"] = float(np.median([s.data.env_steps[-1] for s in runs]))
+    return row
+
+
+def _basin_counts(runs: list[RunSummary]) -> dict[str, Any]:
+    ends = []
+    for s in runs:
+        try:
+            point = final_mean_action(s.data)
+        except ValueError:
+            continue
+        if point.size == 2:
+            ends.append(bool(in_basin(point)))
+    if not ends:
+        return {}
+    return {
+        "in_basin": [int(sum(ends)), len(ends)],
+        "in_basin_ci": list(wilson_interval(int(sum(ends)), len(ends))),
+    }
+
+
+def _match_baseline(
+    row: dict[str, Any], rows: list[dict[str, Any]], baseline: str
+) -> dict[str, Any] | None:
+    cands = [r for r in rows if r["method"] == baseline and r["n"]]
+    if not cands:
+        cands = [r for r in rows if r["algo"] == baseline and r["n"]]
+    if row in cands:
+        return row
+    shared = [
+        r
+        for r in cands
+        if all(row["params"].get(k) == v for k, v in r["params"].items() if k in row["params"])
+    ]
+    if len(shared) == 1:
+        return shared[0]
+    if len(cands) == 1:
+        return cands[0]
+    return None
+
+
+def _compare_to_baseline(rows: list[dict[str, Any]], baseline: str, st: _Stats) -> None:
+    for row in rows:
+        base = _match_baseline(row, rows, baseline)
+        row["is_baseline"] = base is row
+        row["baseline"] = (
+            None if base is None else {"method": base["method"], "params": base["params"]}
+        )
+        if base is None or base is row:
+            continue
+        a = [v for v in row["final"] if math.isfinite(v)]
+        b = [v for v in base["final"] if math.isfinite(v)]
+        row.update(bootstrap_improvement(a, b, st.resamples, st.seed))
+        if row.get("seconds_per_iter") and base.get("seconds_per_iter"):
+            row["time_ratio"] = row["seconds_per_iter"] / base["seconds_per_iter"]
+        if "samples_spread" in row and "samples_spread" in base:
+            mb, mr = base["samples_spread"]["median"], row["samples_spread"]["median"]
+            row["speedup"] = (mb / mr) if (mb and mr) else None
+
+
+def _task_report(
+    task: str,
+    members: list[RunSummary],
+    baseline: str,
+    threshold: float | None,
+    resamples: int,
+    seed: int,
+    include_unfinished: bool,
+) -> dict[str, Any]:
+    used = [s for s in members if (s.finished or include_unfinished) and s.data.iteration.size]
+    metric = choose_metric([s.data for s in used])
+    env_name = members[0].env_name
+    if threshold is None and used:
+        threshold = default_threshold(env_name, metric, used[0].data)
+    st = _Stats(metric, threshold, resamples, seed)
+    groups: dict[tuple[str, str], list[RunSummary]] = {}
+    for s in members:
+        groups.setdefault((s.method, params_key(s.params)), [])
+    for s in used:
+        groups[(s.method, params_key(s.params))].append(s)
+    rows = [
+        _group_row(method, pkey, sorted(runs, key=lambda s: s.seed), members, st)
+        for (method, pkey), runs in groups.items()
+    ]
+    _compare_to_baseline(rows, baseline, st)
+    rows.sort(key=lambda r: row_order(r, baseline))
+    return {
+        "task": task,
+        "env": env_name,
+        "metric": metric,
+        "threshold": threshold,
+        "n_agents": members[0].n_agents,
+        "rows": rows,
+    }
+
+
+def _failed_runs(paths: Sequence[Path]) -> list[dict[str, Any]]:
+    failed = []
+    for p in paths:
+        for err in sorted(p.rglob("error.json")) if p.is_dir() else []:
+            info = _read_json(err) or {}
+            if not (err.parent / "done.json").exists():
+                failed.append({"run_dir": display_path(err.parent), "error": info.get("error")})
+    return failed
+
+
+def build_report(
+    paths: Iterable[str | os.PathLike],
+    baseline: str = "hatrpo",
+    threshold: float | None = None,
+    resamples: int = RESAMPLES,
+    seed: int = 0,
+    include_unfinished: bool = False,
+    summaries: Sequence[RunSummary] | None = None,
+) -> dict[str, Any]:
+    """The aggregated results of the runs under ``paths`` (JSON-ready; see the module doc)."""
+    paths = [Path(p) for p in paths]
+    if summaries is None:
+        summaries = summarize_runs(paths)
+    tasks: dict[str, list[RunSummary]] = {}
+    for s in summaries:
+        tasks.setdefault(s.task, []).append(s)
+    out_tasks = [
+        _task_report(task, members, baseline, threshold, resamples, seed, include_unfinished)
+        for task, members in sorted(tasks.items())
+    ]
+    prov = provenance()
+    return _nan_to_none(
+        {
+            "sources": [display_path(p) for p in paths],
+            "provenance": {k: prov[k] for k in _REPORT_PROVENANCE},
+            "code": _run_code(summaries),
+            "baseline": baseline,
+            "resamples": resamples,
+            "seed": seed,
+            "runs": len(summaries),
+            "finished": sum(s.finished for s in summaries),
+            "include_unfinished": include_unfinished,
+            "failed": _failed_runs(paths),
+            "tasks": out_tasks,
+        }
+    )
+
+
+#: what a report records of :func:`~kl_alloc.rundir.provenance` (the code, not the machine)
+_REPORT_PROVENANCE = ("generated_utc", "kl_alloc", "path", "git_commit", "git_dirty")
+
+
+def _run_code(summaries: Sequence[RunSummary]) -> list[dict[str, Any]]:
+    """The distinct code versions the runs were trained with (from trial.json), with counts."""
+    seen: dict[str, dict[str, Any]] = {}
+    for s in summaries:
+        trial = _read_json(s.run_dir / "trial.json") or {}
+        code = trial.get("code")
+        if code:
+            key = json.dumps({k: code.get(k) for k in ("git_commit", "git_dirty", "path")})
+            seen.setdefault(key, {**code, "runs": 0})["runs"] += 1
+    return list(seen.values())
+
+
+# -- writing it ------------------------------------------------------------------------------------
+
+
+def write_report(
+    report: dict[str, Any],
+    out_dir: str | os.PathLike,
+    summaries: Sequence[RunSummary] | None = None,
+    heatmaps: bool = True,
+    title: str = "",
+    include_unfinished: bool = False,
+) -> list[Path]:
+    """Write ``report.json``, ``report.md`` and the figures (PNG) into ``out_dir``."""
+    from kl_alloc.analysis import sweep_figures
+    from kl_alloc.analysis.figures import save
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    for stale in ("curves", "sweep", "overhead", "allocation", "allocation_*"):
+        for old in out.glob(f"{stale}.png"):  # figures of an earlier report of other runs
+            old.unlink()
+    if summaries is None:
+        summaries = summarize_runs(report["sources"])  # relative to the current directory
+    figures: list[Path] = []
+
+    def emit(fig, name: str) -> None:
+        if fig is not None:
+            figures.append(save(fig, out / f"{name}.png"))
+
+    emit(sweep_figures.plot_curves(report, summaries, include_unfinished), "curves")
+    emit(sweep_figures.plot_sweeps(report), "sweep")
+    emit(sweep_figures.plot_overhead(report), "overhead")
+    if heatmaps:
+        for task in report["tasks"]:
+            stem = "allocation" if len(report["tasks"]) == 1 else f"allocation_{task['task']}"
+            emit(sweep_figures.plot_heatmaps(task, summaries), stem)
+    (out / "report.json").write_text(json.dumps(report, indent=1, allow_nan=False) + "\n")
+    md = render_markdown(report, [str(f) for f in figures], title)
+    (out / "report.md").write_text(md)
+    return [out / "report.md", out / "report.json", *figures]
+
+
+def make_report(
+    paths: Sequence[str | os.PathLike],
+    out_dir: str | os.PathLike,
+    baseline: str = "hatrpo",
+    threshold: float | None = None,
+    resamples: int = RESAMPLES,
+    seed: int = 0,
+    heatmaps: bool = True,
+    title: str = "",
+    include_unfinished: bool = False,
+) -> tuple[dict[str, Any], list[Path]]:
+    """:func:`build_report` + :func:`write_report`."""
+    summaries = summarize_runs(paths)
+    report = build_report(
+        paths, baseline, threshold, resamples, seed, include_unfinished, summaries
+    )
+    files = write_report(report, out_dir, summaries, heatmaps, title, include_unfinished)
+    return report, files
+
+
+__all__ = [
+    "RunSummary",
+    "build_report",
+    "display_path",
+    "make_report",
+    "summarize_runs",
+    "write_report",
+]
