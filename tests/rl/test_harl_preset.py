@@ -228,3 +228,17 @@ def test_harl_toml_round_trip():
     assert {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()} == harl_preset(
         "Walker2d", "2x3"
     )
+
+
+def test_evidence_sweep_uses_the_presets():
+    path = ROOT / "benchmarks" / "sweeps" / "evidence.toml"
+    data = tomllib.loads(path.read_text())
+    for name, task in data["tasks"].items():
+        kw = task["env_kwargs"]
+        preset = harl_preset(kw["scenario"], kw["agent_conf"])
+        config = task["config"]
+        for key, value in preset.items():
+            if key == "eval_episodes":
+                continue  # the sweep's own evaluation protocol
+            got = tuple(config[key]) if isinstance(config[key], list) else config[key]
+            assert got == value, (name, key)
