@@ -69,14 +69,43 @@ class TrainerConfig:
     critic_minibatches: int = 1
     critic_hidden: tuple[int, ...] = (64, 64)
     normalize_values: bool = False
-    """Critic predicts standardised returns (running mean/std); useful with large returns."""
+    """Critic predicts standardised returns (running mean/std); useful with large returns.
+    HARL's ``use_valuenorm`` is the nearest equivalent, not the same: its ValueNorm is an
+    exponential moving average (beta 0.99999) updated at every critic minibatch."""
+    critic_loss: str = "mse"
+    """"mse": mean of (V - R)^2. "huber": torch's Huber loss with ``huber_delta`` (HARL's
+    ``use_huber_loss``: e^2/2 for |e| <= delta, else delta * (|e| - delta/2))."""
+    huber_delta: float = 10.0
+    """Delta of the Huber loss (HARL's ``huber_delta``); used only with critic_loss="huber"."""
+    value_clip: float | None = None
+    """Clipped value loss (HARL's ``use_clipped_value_loss`` with ``clip_param``): the max of the
+    loss of V and of V_old + clip(V - V_old, -value_clip, value_clip), V_old the critic's output
+    before this iteration's fit. None = no clipping."""
+    critic_max_grad_norm: float | None = None
+    """Clip the critic's gradient norm to this before each Adam step (HARL's ``max_grad_norm``
+    with ``use_max_grad_norm``). None = no clipping."""
+    critic_adam_eps: float = 1e-8
+    """eps of the critic's Adam (torch's default 1e-8; HARL's ``opti_eps`` is 1e-5)."""
 
     # -- policies ---------------------------------------------------------------------------------
     hidden: tuple[int, ...] = (64, 64)
     """Per-agent MLP hidden sizes (ignored for stateless agents: free parameters)."""
     activation: str = "tanh"
+    """Hidden activation of the policies and of the critic ("tanh", "relu", "elu")."""
+    feature_norm: bool = False
+    """LayerNorm on the input of every network, policies and critic (HARL's
+    ``use_feature_normalization``); its weight and bias are trained like the rest."""
+    hidden_layer_norm: bool = False
+    """LayerNorm after every hidden activation, policies and critic (HARL's ``MLPLayer`` does
+    Linear -> activation -> LayerNorm in every hidden layer, always)."""
     init_log_std: float = 0.0
     """Initial log-std of Gaussian policies (state independent, learned)."""
+    std_param: str = "exp"
+    """Gaussian std parametrisation: "exp" (std = exp(log_std)) or "sigmoid" (std = std_max *
+    sigmoid(p), HARL's DiagGaussian with std_x_coef = 1, std_y_coef = std_max; p starts where
+    std = exp(init_log_std)). It changes the Fisher metric of the std parameter and bounds std."""
+    std_max: float = 0.5
+    """Upper bound of the std with std_param="sigmoid" (HARL's ``std_y_coef``)."""
     init_action_mean: float = 0.0
     """Initial mean action of Gaussian policies (free mean, or the output-layer bias)."""
 
@@ -126,6 +155,22 @@ class TrainerConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not (0 <= self.gamma <= 1 and 0 <= self.gae_lambda <= 1):
             raise ValueError("gamma and gae_lambda must be in [0, 1]")
+        if self.critic_loss not in ("mse", "huber"):
+            raise ValueError(f"critic_loss: expected mse|huber, got {self.critic_loss!r}")
+        for name in ("huber_delta", "critic_adam_eps", "std_max"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+        for name in ("value_clip", "critic_max_grad_norm"):
+            value = getattr(self, name)
+            if value is not None and not value > 0:
+                raise ValueError(f"{name} must be > 0 or None, got {value}")
+        if self.std_param not in ("exp", "sigmoid"):
+            raise ValueError(f"std_param: expected exp|sigmoid, got {self.std_param!r}")
+        if self.std_param == "sigmoid" and not math.exp(self.init_log_std) < self.std_max:
+            raise ValueError(
+                f"init_log_std: with std_param='sigmoid' the initial std exp({self.init_log_std})"
+                f" must be < std_max = {self.std_max}"
+            )
 
     def budget(self, n_agents: int) -> float:
         """The joint KL budget for ``n_agents`` (validated against delta_min)."""

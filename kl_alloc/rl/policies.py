@@ -24,15 +24,31 @@ _ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU, "elu": nn.ELU}
 
 
 def mlp(
-    in_size: int, hidden: Sequence[int], out_size: int, activation: str = "tanh", out_gain=0.01
+    in_size: int,
+    hidden: Sequence[int],
+    out_size: int,
+    activation: str = "tanh",
+    out_gain=0.01,
+    feature_norm: bool = False,
+    hidden_layer_norm: bool = False,
 ) -> nn.Sequential:
-    """Orthogonally initialised MLP; a small output gain keeps the initial policy near-uniform."""
+    """Orthogonally initialised MLP; a small output gain keeps the initial policy near-uniform.
+
+    ``feature_norm`` puts a LayerNorm on the input (HARL's ``use_feature_normalization``);
+    ``hidden_layer_norm`` puts one after every hidden activation (HARL's ``MLPLayer``:
+    Linear -> activation -> LayerNorm). LayerNorms start at weight 1 / bias 0 and draw no random
+    numbers, so with both off the layers, their initialisation and the RNG stream are unchanged.
+    """
     if activation not in _ACTIVATIONS:
         raise ValueError(f"activation: expected one of {sorted(_ACTIVATIONS)}, got {activation!r}")
     layers: list[nn.Module] = []
+    if feature_norm:
+        layers.append(nn.LayerNorm(in_size))
     sizes = [in_size, *hidden]
     for a, b in zip(sizes[:-1], sizes[1:], strict=True):
         layers += [nn.Linear(a, b), _ACTIVATIONS[activation]()]
+        if hidden_layer_norm:
+            layers.append(nn.LayerNorm(b))
     layers.append(nn.Linear(sizes[-1], out_size))
     for layer in layers:
         if isinstance(layer, nn.Linear):
@@ -117,13 +133,22 @@ class CategoricalPolicy(nn.Module):
         n_actions: int,
         hidden: Sequence[int] = (64, 64),
         activation: str = "tanh",
+        feature_norm: bool = False,
+        hidden_layer_norm: bool = False,
     ) -> None:
         super().__init__()
         self.obs_size, self.n_actions = int(obs_size), int(n_actions)
         if self.obs_size == 0:
             self.logits = nn.Parameter(torch.zeros(1, self.n_actions))
         else:
-            self.net = mlp(self.obs_size, hidden, self.n_actions, activation)
+            self.net = mlp(
+                self.obs_size,
+                hidden,
+                self.n_actions,
+                activation,
+                feature_norm=feature_norm,
+                hidden_layer_norm=hidden_layer_norm,
+            )
 
     def dist(self, obs: torch.Tensor) -> Categorical:
         """Stateless policies return a (1, K) distribution that broadcasts over the batch."""
@@ -140,7 +165,13 @@ class CategoricalPolicy(nn.Module):
 
 class GaussianPolicy(nn.Module):
     """Mean from an MLP on the observation (or a free mean vector when ``obs_size == 0``);
-    log-std is a learned, state-independent vector."""
+    the std is learned and state independent.
+
+    ``std_param="exp"``: std = exp(log_std), ``log_std`` the parameter (initialised to
+    ``init_log_std``). ``std_param="sigmoid"``: std = std_max * sigmoid(std_logit), as HARL's
+    ``DiagGaussian`` (std_y_coef * sigmoid(log_std / std_x_coef) with std_x_coef = 1): bounded
+    by ``std_max``; ``std_logit`` starts where std = exp(init_log_std) (needs std < std_max).
+    """
 
     def __init__(
         self,
@@ -150,24 +181,57 @@ class GaussianPolicy(nn.Module):
         activation: str = "tanh",
         init_log_std: float = 0.0,
         init_mean: float = 0.0,
+        feature_norm: bool = False,
+        hidden_layer_norm: bool = False,
+        std_param: str = "exp",
+        std_max: float = 0.5,
     ) -> None:
         super().__init__()
         self.obs_size, self.act_dim = int(obs_size), int(act_dim)
         if self.obs_size == 0:
             self.mean = nn.Parameter(torch.full((1, self.act_dim), float(init_mean)))
         else:
-            self.net = mlp(self.obs_size, hidden, self.act_dim, activation)
+            self.net = mlp(
+                self.obs_size,
+                hidden,
+                self.act_dim,
+                activation,
+                feature_norm=feature_norm,
+                hidden_layer_norm=hidden_layer_norm,
+            )
             nn.init.constant_(self.net[-1].bias, float(init_mean))
-        self.log_std = nn.Parameter(torch.full((self.act_dim,), float(init_log_std)))
+        self.std_param = std_param
+        if std_param == "exp":
+            self.log_std = nn.Parameter(torch.full((self.act_dim,), float(init_log_std)))
+        elif std_param == "sigmoid":
+            frac = math.exp(float(init_log_std)) / float(std_max)
+            if not 0.0 < frac < 1.0:
+                raise ValueError(
+                    f"init_log_std: std_param='sigmoid' needs exp(init_log_std) < std_max, got "
+                    f"std {math.exp(float(init_log_std)):.4g} >= std_max {std_max}"
+                )
+            self.std_max = float(std_max)
+            self.std_logit = nn.Parameter(
+                torch.full((self.act_dim,), math.log(frac) - math.log1p(-frac))
+            )
+        else:
+            raise ValueError(f"std_param: expected 'exp' or 'sigmoid', got {std_param!r}")
+
+    def current_log_std(self) -> torch.Tensor:
+        """log std (act_dim,), differentiable in the std parameter."""
+        if self.std_param == "exp":
+            return self.log_std
+        return math.log(self.std_max) + nn.functional.logsigmoid(self.std_logit)
 
     def dist(self, obs: torch.Tensor) -> DiagGaussian:
         mean = self.mean if self.obs_size == 0 else self.net(obs)
-        return DiagGaussian(mean, self.log_std)
+        return DiagGaussian(mean, self.current_log_std())
 
     def summary(self) -> tuple[np.ndarray, np.ndarray]:
         """(mean, std) of a stateless policy (for ``env.expected_reward``)."""
         with torch.no_grad():
-            return self.mean[0].double().numpy().copy(), self.log_std.double().exp().numpy()
+            std = self.current_log_std().double().exp().numpy()
+            return self.mean[0].double().numpy().copy(), std
 
     def summary_json(self) -> dict:
         mean, std = self.summary()
@@ -184,11 +248,26 @@ def make_policy(
     activation: str = "tanh",
     init_log_std: float = 0.0,
     init_mean: float = 0.0,
+    feature_norm: bool = False,
+    hidden_layer_norm: bool = False,
+    std_param: str = "exp",
+    std_max: float = 0.5,
 ) -> Policy:
     """The policy matching an agent's action space."""
+    norms = dict(feature_norm=feature_norm, hidden_layer_norm=hidden_layer_norm)
     if spec.is_discrete:
-        return CategoricalPolicy(obs_size, spec.n, hidden, activation)
-    return GaussianPolicy(obs_size, spec.dim, hidden, activation, init_log_std, init_mean)
+        return CategoricalPolicy(obs_size, spec.n, hidden, activation, **norms)
+    return GaussianPolicy(
+        obs_size,
+        spec.dim,
+        hidden,
+        activation,
+        init_log_std,
+        init_mean,
+        std_param=std_param,
+        std_max=std_max,
+        **norms,
+    )
 
 
 def actions_to_numpy(actions: torch.Tensor, spec: ActionSpec) -> np.ndarray:

@@ -121,6 +121,10 @@ class Trainer:
                     activation=config.activation,
                     init_log_std=config.init_log_std,
                     init_mean=config.init_action_mean,
+                    feature_norm=config.feature_norm,
+                    hidden_layer_norm=config.hidden_layer_norm,
+                    std_param=config.std_param,
+                    std_max=config.std_max,
                 )
                 for o, spec_i in zip(env.obs_sizes, env.action_specs, strict=True)
             ]
@@ -130,6 +134,13 @@ class Trainer:
                 config.activation,
                 config.critic_lr,
                 config.normalize_values,
+                loss=config.critic_loss,
+                huber_delta=config.huber_delta,
+                value_clip=config.value_clip,
+                max_grad_norm=config.critic_max_grad_norm,
+                adam_eps=config.critic_adam_eps,
+                feature_norm=config.feature_norm,
+                hidden_layer_norm=config.hidden_layer_norm,
             )
         self.generator = torch.Generator().manual_seed(self.seed)
         self.rng = np.random.default_rng(self.seed)
