@@ -5,14 +5,12 @@ taken from HARL (https://github.com/PKU-MARL/HARL, read at commit d539bad, 2025-
     overrides = harl_preset("Ant", "2x4")           # TrainerConfig overrides (plain dict)
     cfg = TrainerConfig.for_env("mamujoco", env_kwargs={...}, **overrides)
 
-From the command line (``kl-alloc train --config`` reads a TOML of overrides)::
+The mamujoco env's ``"harl"`` preset is this module's overrides on top of its default preset::
 
-    python -m kl_alloc.envs.mamujoco_presets Ant 2x4 > harl-ant-2x4.toml
-    kl-alloc train --env mamujoco --scenario Ant --agent-conf 2x4 --config harl-ant-2x4.toml
+    kl-alloc train --env mamujoco --scenario Ant --agent-conf 2x4 --preset harl
+    kl-alloc config --env mamujoco --preset harl          # every value
 
-In a sweep file, write the overrides out in the task's ``config`` table
-(``benchmarks/sweeps/evidence.toml`` does; a test checks it against this module).
-The overrides apply on top of the ``"mamujoco"`` env preset (``kl_alloc.rl.config.PRESETS``);
+and a sweep task takes ``preset = "harl"`` (``benchmarks/sweeps/evidence.toml``);
 every method (hatrpo, hatrpo-w, hatrpo-g) gets the same network and the same total budget
 (``delta_total`` = n_agents * delta). Torch-free: only plain data lives here.
 
@@ -86,10 +84,9 @@ included, gets hatrpo.yaml's defaults.
 from __future__ import annotations
 
 import math
-import sys
 from typing import Any
 
-__all__ = ["HARL_COMMIT", "HARL_DEFAULTS", "HARL_TUNED", "harl_preset", "harl_toml"]
+__all__ = ["HARL_COMMIT", "HARL_DEFAULTS", "HARL_TUNED", "harl_preset"]
 
 HARL_COMMIT = "d539bad20f677bc4ce9fa200fa5de31b5f0b9d37"
 
@@ -137,38 +134,3 @@ def harl_preset(scenario: str, agent_conf: str | None) -> dict[str, Any]:
     out.update(tuned)
     out["critic_hidden"] = out["hidden"]
     return out
-
-
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, str):
-        return f'"{value}"'
-    if isinstance(value, tuple | list):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    return repr(value)
-
-
-def harl_toml(scenario: str, agent_conf: str | None) -> str:
-    """:func:`harl_preset` as a TOML file for ``kl-alloc train --config FILE``."""
-    lines = [
-        f"# HARL HATRPO preset for MaMuJoCo {scenario} {agent_conf} "
-        f"(kl_alloc.envs.mamujoco_presets; PKU-MARL/HARL@{HARL_COMMIT[:7]})",
-        "# source: "
-        + (
-            f"tuned_configs/mamujoco/{scenario}-v2-{agent_conf}/hatrpo/config.json"
-            if (scenario, str(agent_conf)) in HARL_TUNED
-            else "harl/configs/algos_cfgs/hatrpo.yaml (no tuned config for this task)"
-        ),
-    ]
-    lines += [f"{k} = {_toml_value(v)}" for k, v in harl_preset(scenario, agent_conf).items()]
-    return "\n".join(lines) + "\n"
-
-
-if __name__ == "__main__":
-    if len(sys.argv) != 3:
-        print(
-            "usage: python -m kl_alloc.envs.mamujoco_presets SCENARIO AGENT_CONF", file=sys.stderr
-        )
-        raise SystemExit(2)
-    sys.stdout.write(harl_toml(sys.argv[1], sys.argv[2]))

@@ -241,28 +241,36 @@ register(
         description="two-peak differential game (experiments.md s.2)",
     )
 )
+#: the "mamujoco" entry's default preset: experiments.md s.3 / algorithm.md s.1, 20 copies x 200
+#: steps, HATRPO reference defaults. Initial std exp(-1) ~ 0.37, as HARL's (sigmoid(1) * 0.5):
+#: with std 1 the control cost swamps Ant's reward (-1 per step, episodes of ~60 steps) and
+#: learning barely starts in 1M steps (measured: mean reward per step after 100k steps -0.91
+#: with std 1, +0.59 with 0.37).
+MAMUJOCO_PRESET = dict(
+    num_envs=20,
+    rollout_length=200,
+    init_log_std=-1.0,
+    normalize_obs=True,
+    normalize_values=True,
+    eval_every=25,
+    eval_episodes=10,
+    checkpoint_every=10,
+)
+
+
+def _mamujoco_harl(env_kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """HATRPO as HARL runs it on this robot and partition (kl_alloc.envs.mamujoco_presets)."""
+    from kl_alloc.envs.mamujoco_presets import harl_preset
+
+    return {**MAMUJOCO_PRESET, **harl_preset(env_kwargs["scenario"], env_kwargs["agent_conf"])}
+
+
 register(
     EnvEntry(
         "mamujoco",
         "kl_alloc.envs.mamujoco:MaMuJoCoEnv",
         default_steps=1_000_000,
-        # experiments.md s.3 / algorithm.md s.1: 20 copies x 200 steps, HATRPO reference
-        # defaults. Initial std exp(-1) ~ 0.37, as HARL's (sigmoid(1) * 0.5): with std 1 the
-        # control cost swamps Ant's reward (-1 per step, episodes of ~60 steps) and learning
-        # barely starts in 1M steps (measured: mean reward per step after 100k steps -0.91 with
-        # std 1, +0.59 with 0.37).
-        presets={
-            "default": dict(
-                num_envs=20,
-                rollout_length=200,
-                init_log_std=-1.0,
-                normalize_obs=True,
-                normalize_values=True,
-                eval_every=25,
-                eval_episodes=10,
-                checkpoint_every=10,
-            )
-        },
+        presets={"default": MAMUJOCO_PRESET, "harl": _mamujoco_harl},
         options=(
             EnvOption("scenario", "Ant", "MaMuJoCo robot (Ant, HalfCheetah, Walker2d, Hopper...)"),
             EnvOption("agent_conf", "2x4", "MaMuJoCo agent partition (2x4, 6x1, 2x3, 3x1...)"),

@@ -63,7 +63,7 @@ EXTRA_KEYS = ("utility_noise",)
 
 _SWEEP_KEYS = ("name", "out", "seeds", "steps", "report", "timeout")
 _TOP_KEYS = ("sweep", "tasks", "methods", "config", "grid", "report")
-_TASK_KEYS = ("env", "env_kwargs", "config", "steps", "seeds", "preset")
+_TASK_KEYS = ("env", "env_kwargs", "config", "steps", "seeds", "preset", "methods")
 _METHOD_KEYS = ("algo", "config", "grid")
 _REPORT_KEYS = ("out", "baseline", "threshold", "resamples", "seed")
 
@@ -306,11 +306,20 @@ def parse_spec(
     common_grid = _check_overrides(data.get("grid", {}), "[grid]", source, grid=True)
     tasks = _parse_tasks(data, source, default_steps, seeds)
     methods = _parse_methods(data, source, common_grid)
+    for tname, task in tasks.items():
+        unknown = sorted(set(task["methods"] or ()) - set(methods))
+        if unknown:
+            raise SpecError(
+                f"{source}: [tasks.{tname}].methods: {unknown} are not among the sweep's methods "
+                f"({', '.join(methods)})"
+            )
 
     trials: list[Trial] = []
     seen: dict[Path, str] = {}
     for tname, task in tasks.items():
         for mname, method in methods.items():
+            if task["methods"] is not None and mname not in task["methods"]:
+                continue
             grid = method["grid"]
             keys = list(grid)
             for combo in itertools.product(*(grid[k] for k in keys)):
@@ -382,7 +391,13 @@ def _parse_tasks(
         if steps is None:
             raise SpecError(f"{source}: {where}: no steps (set sweep.steps or {where}.steps)")
         task_seeds = _seeds(t["seeds"], source, f"{where}.seeds") if "seeds" in t else seeds
+        only = t.get("methods")
+        if only is not None and (
+            not isinstance(only, list) or not only or not all(isinstance(m, str) for m in only)
+        ):
+            raise SpecError(f"{source}: {where}.methods: expected a list of method keys")
         tasks[tname] = {
+            "methods": only,
             "env": env,
             "preset": preset,
             "config": config,

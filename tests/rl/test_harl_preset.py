@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import tomllib
 from pathlib import Path
 
 import numpy as np
@@ -11,8 +10,9 @@ import pytest
 import torch
 from torch import nn
 
-from kl_alloc.envs.mamujoco_presets import HARL_TUNED, harl_preset, harl_toml
-from kl_alloc.rl.config import PRESETS, TrainerConfig
+from kl_alloc.envs.mamujoco_presets import HARL_TUNED, harl_preset
+from kl_alloc.envs.registry import registered_entries
+from kl_alloc.rl.config import TrainerConfig
 from kl_alloc.rl.critic import Critic
 from kl_alloc.rl.policies import GaussianPolicy, mlp
 
@@ -28,8 +28,8 @@ def test_defaults_are_the_old_behaviour():
     assert cfg.std_param == "exp"
     assert cfg.critic_loss == "mse" and cfg.value_clip is None
     assert cfg.critic_max_grad_norm is None and cfg.critic_adam_eps == 1e-8
-    for name in PRESETS:
-        c = TrainerConfig.for_env(name)
+    for entry in registered_entries():
+        c = TrainerConfig.for_env(entry.name)
         assert (c.critic_loss, c.value_clip, c.feature_norm, c.std_param) == (
             "mse",
             None,
@@ -223,22 +223,34 @@ def test_harl_presets():
     assert base.normalize_values
 
 
-def test_harl_toml_round_trip():
-    data = tomllib.loads(harl_toml("Walker2d", "2x3"))
-    assert {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()} == harl_preset(
-        "Walker2d", "2x3"
+def test_the_harl_preset_is_selectable_by_name():
+    """``--preset harl`` (CLI, sweep files, RunSpec) = the mamujoco preset + harl_preset."""
+    cfg = TrainerConfig.for_env(
+        "mamujoco", preset="harl", env_kwargs={"scenario": "Walker2d", "agent_conf": "2x3"}
     )
+    for key, value in harl_preset("Walker2d", "2x3").items():
+        assert getattr(cfg, key) == value, key
+    assert cfg.num_envs == 20 and cfg.rollout_length == 200
 
 
 def test_evidence_sweep_uses_the_presets():
-    path = ROOT / "benchmarks" / "sweeps" / "evidence.toml"
-    data = tomllib.loads(path.read_text())
-    for name, task in data["tasks"].items():
-        kw = task["env_kwargs"]
+    """Every evidence trial's config is the mamujoco "harl" preset plus only the sweep's
+    evaluation protocol and the task's own control."""
+    from kl_alloc.experiments.spec import load_spec
+
+    spec = load_spec(ROOT / "benchmarks" / "sweeps" / "evidence.toml")
+    controls = {"ant-2x4-damping": {"cg_damping"}, "ant-2x4-carry": {"carry"}}
+    assert {t.task for t in spec.trials} == {
+        "ant-2x4", "halfcheetah-6x1", "ant-2x4-damping", "ant-2x4-carry", "walker2d-2x3"
+    }  # fmt: skip
+    assert {t.method for t in spec.trials if t.task == "ant-2x4-carry"} == {"hatrpo"}
+    for t in spec.trials:
+        kw = t.spec.env_kwargs
+        config = t.spec.config()
         preset = harl_preset(kw["scenario"], kw["agent_conf"])
-        config = task["config"]
         for key, value in preset.items():
             if key == "eval_episodes":
-                continue  # the sweep's own evaluation protocol
-            got = tuple(config[key]) if isinstance(config[key], list) else config[key]
-            assert got == value, (name, key)
+                assert config.eval_episodes == 10  # the sweep's own evaluation protocol
+            elif key not in controls.get(t.task, ()):
+                assert getattr(config, key) == value, (t.task, key)
+        assert config.eval_every == 12 and config.num_envs == 20
