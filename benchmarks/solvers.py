@@ -16,8 +16,11 @@ total = 0.3 * sum(caps); greedy: L ~ Exp(1), D ~ Exp(1), total = 0.3 * sum(D).
 
 Rows:
   water_fill exact / bisect     the public API (validation inside the kernel, allocation of delta)
-  kernel exact                  the njit kernel water_fill calls, preallocated output: the
-                                part of the API time that is not Python (dispatch + solve)
+  water_fill exact (API, out=)  the same with the caller's output array (no allocation)
+  kernel exact                  the njit kernel, called through numba's dispatcher with a
+                                preallocated output (what the general path does)
+  compiled entry                the compiled entry point the API's fast path calls (no dispatcher):
+                                the part of the API time that is not Python
   scipy brentq                  scipy.optimize.brentq on the level, numpy closure (default xtol)
   numpy bisection               vectorised bisection on the level until |S - T| <= 1e-12 T
   python bisection              the same over Python lists (n <= 1024)
@@ -55,6 +58,7 @@ import kl_alloc  # noqa: E402
 from kl_alloc import greedy_allocate, water_fill  # noqa: E402
 
 _K = sys.modules["kl_alloc.solvers._wf_kernels"]
+_WF = sys.modules["kl_alloc.solvers.water_fill"]
 RESULTS = Path(__file__).resolve().parent / "results" / "solvers.json"
 
 
@@ -211,7 +215,7 @@ def bench_water_fill(n, rng, quick):
     case = f"water_fill n={n}"
     ref = water_fill(U, T, floors=C, upper=cap)
     out = np.empty(n)
-    # the kernel the public function calls for this n
+    # the kernel the general path calls for this n (through numba's dispatcher)
     kernel = _K.solve_row if n < _K.SAMPLE_MIN else _K.solve_row_large
     rows = [
         row(
@@ -220,6 +224,13 @@ def bench_water_fill(n, rng, quick):
             timed(lambda: water_fill(U, T, floors=C, upper=cap)),
             ours=True,
             note=f"{ref.iterations} passes",
+        ),
+        row(
+            case,
+            "water_fill exact (API, out=)",
+            timed(lambda: water_fill(U, T, floors=C, upper=cap, out=out)),
+            ours=True,
+            note="caller's output array",
         ),
         row(
             case,
@@ -234,8 +245,20 @@ def bench_water_fill(n, rng, quick):
             "kernel exact (preallocated out)",
             timed(lambda: kernel(U, T, C, 0.0, cap, 0, 1e-12, 200, out)),
             ours=True,
+            note="numba dispatcher call",
         ),
     ]
+    if n < _K.SAMPLE_MIN:
+        entry = _WF._entry((np.ndarray, float, np.ndarray))
+        rows.append(
+            row(
+                case,
+                "compiled entry (preallocated out)",
+                timed(lambda: entry(U, T, C, 0.0, cap, 0, 1e-12, 200, out)),
+                ours=True,
+                note="what the API's fast path calls",
+            )
+        )
     peers = [("scipy brentq", peer_brentq), ("numpy bisection", peer_numpy_bisect)]
     if n <= 1024:
         peers.append(("python bisection", peer_python_bisect))
@@ -401,6 +424,8 @@ def report(rows):
                 if r["ours"]
                 and "bisect" not in r["name"]
                 and "kernel" not in r["name"]
+                and "entry" not in r["name"]
+                and "out=" not in r["name"]
                 and "order" not in r["name"]
             ),
             default=None,

@@ -30,6 +30,7 @@ allocating = njit(cache=True, error_model="numpy")
 OK = 0
 E_IMPROVEMENTS, E_DIVERGENCES, E_REQUESTS, E_TOTAL, E_EPS = -1, -2, -3, -4, -5
 E_SHAPE = -6  # an array's length differs from n (the wrapper's fast path then falls back)
+E_LARGE = -7  # greedy_entry only: the row is longer than its scratch (the wrapper falls back)
 
 # rows at least this long narrow the candidates with a sample first
 SAMPLE_MIN = 8192
@@ -225,6 +226,19 @@ def greedy_row(L, D, T, eps, req, delta, scores, sc, rq):
     frac = min((T - A_gt) / R_eq, 1.0)
     S = _assign(L, req, scores, theta, frac, False, delta)
     return OK, theta, S - T, -1
+
+
+@kernel
+def greedy_entry(L, D, T, eps, delta, scores, scratch):
+    """greedy_row for the wrapper's fast path (requests = divergences; the wrapper calls the
+    compiled entry point directly): the selection scratch is the first 2n elements of
+    ``scratch`` (a buffer the wrapper keeps, so nothing is allocated and no NRT reference
+    counting runs). Returns (status, critical, residual); E_LARGE when 2n > len(scratch)."""
+    n = L.shape[0]
+    if 2 * n > scratch.shape[0]:
+        return E_LARGE, 0.0, 0.0
+    st, th, r, bad = greedy_row(L, D, T, eps, D, delta, scores, scratch[:n], scratch[n : 2 * n])
+    return st, th, r
 
 
 @allocating

@@ -39,6 +39,9 @@ E_WEIGHTS, E_FLOORS, E_LOWER, E_UPPER, E_TOTAL, E_INFEASIBLE, E_TOL, E_MAXITER =
 E_RANGE = -9  # the level is not representable (weights tiny against total + floors)
 E_SHAPE = -10  # a parameter array's length differs from n (the wrapper's fast path then
 # falls back to the general path, which broadcasts or raises)
+# solve_row_entry only (the wrapper then takes the general path): a row of SAMPLE_MIN+ agents
+# for the exact method (solve_row_large allocates), out overlapping an input array
+E_LARGE, E_ALIAS = -11, -12
 EXACT, BISECT = 0, 1
 
 # rows at least this long start the exact method from a sample (see _newton_sampled)
@@ -660,6 +663,45 @@ def solve_row_large(w, T, c, lo, hi, method, tol, max_iter, out):
     if done:
         return st2, mu2, it2, r, bad
     return _finish(w, c, lo, hi, T, tol, mu, it, st, out)
+
+
+def _overlaps(out, x):  # pragma: no cover
+    if np.ndim(x) == 0 or out.size == 0 or x.size == 0:
+        return False
+    a, b = out.ctypes.data, x.ctypes.data
+    return a < b + x.nbytes and b < a + out.nbytes
+
+
+@overload(_overlaps)
+def _ol_overlaps(out, x):
+    if isinstance(x, types.Float):
+        return lambda out, x: False
+
+    if isinstance(x, types.Array):
+
+        def impl(out, x):
+            a = out.ctypes.data
+            b = x.ctypes.data
+            return a < b + 8 * x.shape[0] and b < a + 8 * out.shape[0]
+
+        return impl
+    return None
+
+
+@kernel
+def solve_row_entry(w, T, c, lo, hi, method, tol, max_iter, out):
+    """solve_row for the wrapper's fast path (1-D float64 C-contiguous arrays; the wrapper calls
+    the compiled entry point directly). Returns the fields of WaterFillResult in order,
+    (delta, level, iterations, converged, residual, status), so the result is built from the
+    returned tuple. status < 0 means "take the general path": an invalid input (reported there
+    with its message), a parameter length to broadcast (E_SHAPE), a long row for the exact
+    method (E_LARGE) or out overlapping an input (E_ALIAS); out is untouched then."""
+    if method == EXACT and w.shape[0] >= SAMPLE_MIN:
+        return out, 0.0, 0, False, 0.0, E_LARGE
+    if _overlaps(out, w) or _overlaps(out, c) or _overlaps(out, lo) or _overlaps(out, hi):
+        return out, 0.0, 0, False, 0.0, E_ALIAS
+    st, mu, it, r, bad = solve_row(w, T, c, lo, hi, method, tol, max_iter, out)
+    return out, mu, it, st != MAXITER, r, st
 
 
 # batches of at least this many elements (B*n) run under prange (serial below: a parallel

@@ -14,13 +14,17 @@ import numba
 import numpy as np
 
 from kl_alloc.solvers import _greedy_kernels as K
+from kl_alloc.solvers._errors import raise_input_error
 from kl_alloc.solvers._validate import F8, as_float, as_float_array, param_nd, total_nd
-from kl_alloc.solvers.results import make_greedy_result
+from kl_alloc.solvers.results import GreedyResult, make_greedy_result
 
 __all__ = ["greedy_allocate"]
 
 _ND = np.ndarray
 _F64 = np.float64
+_S8 = (8,)  # the strides of a 1-D C-contiguous float64 array
+_EPS = 1e-4
+_new_result = tuple.__new__
 
 _ERRORS = {
     K.E_IMPROVEMENTS: ("improvements", "must be finite"),
@@ -31,21 +35,31 @@ _ERRORS = {
 }
 
 
-def _show(v) -> str:
-    return repr(float(v)) if np.ndim(v) == 0 and not isinstance(v, int) else repr(v)
-
-
 def _raise(code, bad, row, args):
-    name, what = _ERRORS[code]
-    where = "" if row is None else f" (row {row})"
-    v = args[name]
-    if bad >= 0:
-        val = v if np.ndim(v) == 0 else np.asarray(v)[row or ()].reshape(-1)[bad]
-        raise ValueError(f"{name} {what}; {name}[{bad}] = {float(val)!r}{where}")
-    raise ValueError(f"{name} {what}; got {_show(v)}{where}")
+    raise_input_error(*_ERRORS[code], bad, row, args)
 
 
-def greedy_allocate(improvements, divergences, total, *, eps=1e-4, requests=None):
+# The fast path calls the compiled entry point of greedy_entry directly (no dispatcher: the
+# wrapper's checks pin the types), with a module-level scratch buffer for the selection: the
+# kernels hold the GIL, so one buffer serves every thread. Rows longer than half of it go
+# through greedy_1d, which allocates its scratch.
+_SCRATCH = np.empty(256)
+_ENTRY = []
+
+
+def _entry():
+    fn = K.greedy_entry
+    one = np.ones(1)
+    args = (one, one, 1.0, 1e-4, np.empty(1), np.empty(1), _SCRATCH)
+    fn(*args)  # compile or load from the cache
+    overloads = getattr(fn, "overloads", None)  # (absent under NUMBA_DISABLE_JIT)
+    if overloads is not None:
+        fn = overloads[tuple(numba.typeof(a) for a in args)].entry_point
+    _ENTRY.append(fn)
+    return fn
+
+
+def greedy_allocate(improvements, divergences, total, *, eps=_EPS, requests=None):
     """Fractional-knapsack allocation of the KL budget ``total`` by ``L_i / (D_i + eps)``.
 
     Parameters
@@ -75,29 +89,25 @@ def greedy_allocate(improvements, divergences, total, *, eps=1e-4, requests=None
     """
     L = improvements
     D = divergences
-    # fast path: 1-D float64 arrays, no requests; the kernel checks values and lengths
+    # fast path: 1-D float64 contiguous arrays (strides (8,)), no requests, float eps and total;
+    # the kernel checks values and lengths, and any status < 0 is redone by the general path
+    # (which raises the error message, or broadcasts)
     if (
         type(L) is _ND
         and L.dtype is F8
-        and L.ndim == 1
-        and L.flags.c_contiguous
+        and L.strides == _S8
         and type(D) is _ND
         and D.dtype is F8
-        and D.ndim == 1
-        and D.flags.c_contiguous
+        and D.strides == _S8
         and requests is None
-        and type(eps) is float
+        and (eps is _EPS or type(eps) is float)
         and (type(total) is float or type(total) is _F64)
     ):
-        n = L.shape[0]
-        delta = np.empty(n)
-        scores = np.empty(n)
-        st, th, r, bad = K.greedy_1d(L, D, float(total), eps, D, delta, scores)
+        delta = np.empty(L.shape)
+        scores = np.empty(L.shape)
+        st, th, r = (_ENTRY[0] if _ENTRY else _entry())(L, D, total, eps, delta, scores, _SCRATCH)
         if st >= 0:
-            return make_greedy_result(delta, scores, th, r)
-        if st != K.E_SHAPE:
-            args = {"improvements": L, "divergences": D, "requests": D, "total": total, "eps": eps}
-            _raise(st, bad, None, args)
+            return _new_result(GreedyResult, (delta, scores, th, r))
     return _greedy_general(improvements, divergences, total, eps, requests)
 
 
