@@ -239,7 +239,8 @@ def test_sweep_bad_file_exit_code(tmp_path, capsys):
 
 @pytest.fixture(scope="module")
 def ray_session():
-    ray = pytest.importorskip("ray")
+    import ray
+
     from kl_alloc.experiments.runner import init_ray
 
     started = init_ray(None, 2)
