@@ -66,7 +66,7 @@ for _algo in ALGOS:  # the same, shortened to fit the CI test's time budget
 for _algo in ALGOS:
     RUNS[f"ant/{_algo}"] = [*ANT, "--algo", _algo, "--seed", "0"]
 
-#: wall-clock keys of a progress record (kl_alloc/rl/telemetry.py documents them)
+#: wall-clock keys of a progress record (kl_alloc/rundir.py documents them)
 TIMING_KEYS = frozenset({"time", "wall_time", "seconds_per_iter"})
 
 
@@ -196,8 +196,13 @@ def compare(name: str, stored: dict, got: dict) -> list[str]:
         msgs.append(f"  fields that differ: {', '.join(differing)}")
     for k, v in stored["final"].items():
         if got["final"].get(k) != v:
-            msgs.append(f"  final {k}: {got['final'].get(k)!r} (stored {v!r})")
+            msgs.append(f"  final {k}: {_short(got['final'].get(k))} (stored {_short(v)})")
     return msgs
+
+
+def _short(x: Any, limit: int = 160) -> str:
+    text = repr(x)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def check(names: list[str], store: dict, workdir: Path | None = None) -> list[str]:

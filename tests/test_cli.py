@@ -206,7 +206,6 @@ def test_resume_without_checkpoint_starts_fresh(tmp_path):
 
 
 def test_tensorboard_scalars(tmp_path):
-    pytest.importorskip("tensorboard")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     out = tmp_path / "tb-run"

@@ -14,7 +14,8 @@ import pytest
 
 from kl_alloc.cli import main
 from kl_alloc.lifecycle import RunSpec, execute, plan
-from kl_alloc.rl import Trainer, TrainerConfig, read_progress
+from kl_alloc.rl import Trainer, TrainerConfig
+from kl_alloc.rundir import read_progress
 
 STEPS = 8000  # two iterations of the matrix preset
 

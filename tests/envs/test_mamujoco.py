@@ -13,11 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-pytest.importorskip("mujoco", reason="needs the MuJoCo extra: pip install 'kl_alloc[mujoco]'")
-pytest.importorskip("gymnasium_robotics", reason="needs the MuJoCo extra (gymnasium-robotics)")
-
-from kl_alloc.envs.base import MultiAgentEnv, StepResult  # noqa: E402
-from kl_alloc.envs.mamujoco import MaMuJoCoEnv  # noqa: E402
+from kl_alloc.envs import registry
+from kl_alloc.envs.base import MultiAgentEnv, StepResult
+from kl_alloc.envs.mamujoco import MaMuJoCoEnv
 
 pytestmark = pytest.mark.mujoco
 
@@ -344,6 +342,5 @@ def test_quiet_in_process(tmp_path, monkeypatch, capfd):
 
 
 def test_registered_as_mamujoco():
-    registry = pytest.importorskip("kl_alloc.envs.registry")
     env = registry.make_env("mamujoco", num_envs=2, seed=0, scenario="Hopper", agent_conf="3x1")
     assert isinstance(env, MaMuJoCoEnv) and env.num_envs == 2 and env.obs_sizes == [8, 9, 8]

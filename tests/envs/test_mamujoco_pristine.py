@@ -45,7 +45,10 @@ def f32(x) -> np.ndarray:
 
 @pytest.mark.mujoco
 @pytest.mark.parametrize("scenario,agent_conf,limit,steps,falls", CASES)
-def test_adapter_equals_pristine_parallel_env(scenario, agent_conf, limit, steps, falls):
+def test_adapter_equals_pristine_parallel_env(
+    scenario, agent_conf, limit, steps, falls, tmp_path, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)  # the pristine env lets MuJoCo write MUJOCO_LOG.TXT to the cwd
     num_envs = 2
     env = make_env(
         "mamujoco",

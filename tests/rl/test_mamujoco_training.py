@@ -10,11 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-pytest.importorskip("gymnasium_robotics")
-
-from kl_alloc.envs import make_env  # noqa: E402
-from kl_alloc.rl import Trainer, TrainerConfig  # noqa: E402
-from kl_alloc.rundir import read_eval, read_progress  # noqa: E402
+from kl_alloc.envs import make_env
+from kl_alloc.rl import Trainer, TrainerConfig
+from kl_alloc.rundir import read_eval, read_progress
 
 TIMING = {"wall_time", "seconds_per_iter", "time"}
 SAMPLES = 2 * 50  # 2 copies x 50 steps per iteration
