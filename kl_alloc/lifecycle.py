@@ -117,7 +117,7 @@ class RunSpec:
         return build_config(self.env, self.overrides, preset=self.preset)
 
     def make_allocator(self, config):
-        from kl_alloc.rl.allocators import make_allocator
+        from kl_alloc.methods import make_allocator
 
         allocator = make_allocator(self.algo, config)
         if self.utility_noise > 0:

@@ -56,22 +56,21 @@ class Method:
         return self.label or self.name
 
 
-def _lazy(attr: str) -> Callable[[Any], Any]:
-    """``make`` for a built-in allocator class, imported on first use."""
+def _lazy(spec: str) -> Callable[[Any], Any]:
+    """``make`` for a built-in allocator class named by its ``module:attr`` spec: built-ins are
+    loaded exactly like user plug-ins, on first use (this module imports no RL code)."""
 
     def make(config: Any) -> Any:
-        from kl_alloc.rl import allocators
+        return load_object(spec, "method").from_config(config)
 
-        return getattr(allocators, attr).from_config(config)
-
-    make.__qualname__ = f"{attr}.from_config"
+    make.__qualname__ = f"{spec}.from_config"
     return make
 
 
 _BUILTIN = (
     Method(
         "hatrpo",
-        _lazy("UniformAllocator"),
+        _lazy("kl_alloc.rl.allocators:UniformAllocator"),
         label="HATRPO",
         color="#4C72B0",
         fields=("delta", "delta_total", "carry"),
@@ -79,7 +78,7 @@ _BUILTIN = (
     ),
     Method(
         "hatrpo-w",
-        _lazy("WaterFillAllocator"),
+        _lazy("kl_alloc.rl.allocators:WaterFillAllocator"),
         label="HATRPO-W",
         color="#DD8452",
         fields=(
@@ -96,7 +95,7 @@ _BUILTIN = (
     ),
     Method(
         "hatrpo-g",
-        _lazy("GreedyAllocator"),
+        _lazy("kl_alloc.rl.allocators:GreedyAllocator"),
         label="HATRPO-G",
         color="#55A868",
         fields=("delta", "delta_total", "delta_max", "greedy_eps", "rescore", "carry"),
@@ -206,3 +205,9 @@ def method_sort_key(name: str) -> tuple[int, str]:
     """Built-ins in the paper's order, then everything else alphabetically."""
     order = builtin_methods()
     return (order.index(name) if name in order else len(order), name)
+
+
+def make_allocator(algo: str, config: Any) -> Any:
+    """The allocator of a method name (registered, entry point or ``module:attr``), configured
+    from a :class:`~kl_alloc.rl.config.TrainerConfig`."""
+    return get_method(algo).make(config)

@@ -9,6 +9,7 @@ allocators, the sequential HATRPO update and the training loop.
 What a run writes, and the readers, are in :mod:`kl_alloc.rundir` (torch-free).
 """
 
+from kl_alloc.methods import make_allocator  # a method name -> its allocator, for a config
 from kl_alloc.rl.allocators import (
     AllocationSignals,
     Allocator,
@@ -16,7 +17,6 @@ from kl_alloc.rl.allocators import (
     GreedyAllocator,
     UniformAllocator,
     WaterFillAllocator,
-    make_allocator,
 )
 from kl_alloc.rl.config import TrainerConfig
 from kl_alloc.rl.trainer import Trainer

@@ -296,11 +296,3 @@ class BudgetTracker:
         self.spent += float(kl)
         if self.carry_leftover:
             self.leftover = max(float(radius) - float(kl), 0.0)
-
-
-def make_allocator(algo: str, config) -> Allocator:
-    """The allocator of a method name (registered, entry point or ``module:attr``; see
-    :mod:`kl_alloc.methods`), configured from a :class:`TrainerConfig`."""
-    from kl_alloc.methods import get_method
-
-    return get_method(algo).make(config)

@@ -33,8 +33,9 @@ import numpy as np
 import torch
 
 from kl_alloc.envs.base import MultiAgentEnv
+from kl_alloc.methods import make_allocator
 from kl_alloc.rl import checkpoint as ckpt_io
-from kl_alloc.rl.allocators import Allocator, make_allocator
+from kl_alloc.rl.allocators import Allocator
 from kl_alloc.rl.callbacks import Callback, ProgressBar, chain
 from kl_alloc.rl.config import TrainerConfig
 from kl_alloc.rl.critic import Critic

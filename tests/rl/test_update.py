@@ -185,7 +185,7 @@ def test_rescoring_ends_when_nothing_can_be_committed():
 
 
 def test_hatrpo_carries_leftover_only_when_asked():
-    from kl_alloc.rl.allocators import make_allocator
+    from kl_alloc.methods import make_allocator
 
     assert not make_allocator("hatrpo", TrainerConfig()).carry_leftover  # published baseline
     control = make_allocator("hatrpo", TrainerConfig(carry=True))
@@ -265,7 +265,7 @@ def test_greedy_commits_one_agent_and_rescores_the_positive_rest():
 
 
 def test_allocators_take_carry_from_the_one_config_field():
-    from kl_alloc.rl.allocators import make_allocator
+    from kl_alloc.methods import make_allocator
 
     for algo, default in (("hatrpo", False), ("hatrpo-w", True), ("hatrpo-g", True)):
         assert make_allocator(algo, TrainerConfig()).carry_leftover is default
