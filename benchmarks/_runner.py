@@ -19,7 +19,7 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -84,10 +84,17 @@ class Job:
 
 
 def run_jobs(
-    jobs: Sequence[Job], log_dir: Path, max_parallel: int = 2, runs_per_process: int = 1
+    jobs: Sequence[Job],
+    log_dir: Path,
+    max_parallel: int = 2,
+    runs_per_process: int = 1,
+    *,
+    status_path: Path | None = None,
+    on_result: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, float]:
     """Run the unfinished jobs in worker processes, at most ``max_parallel`` at once (output in
-    ``log_dir/<name>.log``); returns wall seconds per run that ran.
+    ``log_dir/<name>.log``); returns wall seconds per run that ran. ``status_path``: a JSON
+    status file rewritten as runs finish; ``on_result(outcome)``: called after each run.
 
     ``runs_per_process`` is accepted for compatibility and ignored: every run has a worker
     process of its own (a run's numbers never depended on it). Raises ``RuntimeError`` naming
@@ -106,6 +113,8 @@ def run_jobs(
             retries=1,
             progress=False,
             log_dir=log_dir,
+            status_path=status_path,
+            on_result=on_result,
         )
     except KeyboardInterrupt:
         logger.error("interrupted: rerun the same command to resume")

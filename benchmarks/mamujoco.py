@@ -5,17 +5,26 @@
     python benchmarks/mamujoco.py --report                 # only (re)write the results
     setsid nohup python benchmarks/mamujoco.py > runs/bench/mamujoco/driver.log 2>&1 &
 
-- Every run is its own process (this script with ``--worker``), one torch / OpenMP / numba
-  thread, at most ``--jobs`` at once (default 2: one per core). Run directories are
-  ``<out>/<task>-<algo>-<seed>`` (the run-dir format of :mod:`kl_alloc.rundir`), the
-  per-run log is ``<out>/logs/<task>-<algo>-<seed>.log``.
-- Resumable: runs with ``done.json`` are skipped, a killed run continues from its checkpoint
-  (``Trainer.resume``: bit-for-bit the run it would have been). Re-running the same command is
-  how to continue. A run directory whose stored config differs from what this script would use
-  now is an error, never silently mixed into the results.
-- One driver at a time: ``<out>/driver.lock`` holds its PID (a stale lock is taken over).
-- The report (``--report``, and always at the end) works on whatever exists: finished runs give
-  the final returns, unfinished ones are listed with their progress and drawn in the curves.
+- The runs go through the one orchestrator (:func:`kl_alloc.experiments.runner.run_jobs`, via
+  ``benchmarks/_runner.py``, local executor): every run is a
+  :class:`~kl_alloc.lifecycle.RunSpec` (env ``mamujoco`` with the task's scenario / agent_conf,
+  its default preset plus ``RUN_CONFIG`` and any ``--set``) in its own worker process, one
+  torch / OpenMP / numba thread, at most ``--jobs`` at once (default 2: one per core), killed
+  with this script. Run directories are ``<out>/<task>-<algo>-<seed>``, the per-run log is
+  ``<out>/logs/<task>-<algo>-<seed>.log``, ``<out>/status.json`` says what ran and how.
+- Resumable by the run lifecycle's rules (those of ``kl-alloc train --resume`` and
+  ``kl-alloc sweep``): a run finished for ``--steps`` is skipped, a killed run continues from its
+  checkpoint (bit-for-bit the run it would have been), a larger ``--steps`` extends finished
+  runs. Run directories from the earlier driver of this script (no ``spec.json``) are read by
+  their ``config.json``. A run directory holding a run with other settings is an error before
+  anything runs, never silently mixed into the results. Re-running the same command continues.
+- Two drivers on the same ``--out`` are not prevented (the earlier ``driver.lock`` is gone, as
+  in ``kl-alloc sweep``): run one at a time.
+- The report (``--report``; while runs finish, at most once a minute; at the end) works on
+  whatever exists: finished runs give the final returns, unfinished ones are listed with their
+  progress and drawn in the curves. Runs kept without ``progress.jsonl``
+  (``benchmarks/results/mamujoco_runs``: config.json, done.json, eval.jsonl) give everything
+  but the seconds per iteration and the time shares, which only the per-iteration log has.
 
 Final return = mean of the last 10% of a run's evaluations (deterministic policy, 10 episodes
 each, every 25 iterations); improvement = (R_method - R_HATRPO) / |R_HATRPO| on the means over
@@ -31,255 +40,91 @@ import json
 import logging
 import math
 import os
-import platform
 import shlex
-import signal
-import subprocess
 import sys
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))  # run as `python benchmarks/mamujoco.py` from a checkout
+import numpy as np
 
-THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS")
-for _var in THREAD_VARS:  # before numpy / torch / numba are imported
-    os.environ.setdefault(_var, "1")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import numpy as np  # noqa: E402
+import _runner  # noqa: E402
+
+from kl_alloc.config import ConfigError, parse_set  # noqa: E402
+from kl_alloc.lifecycle import RunError, inspect_run  # noqa: E402
+from kl_alloc.methods import builtin_methods, method_label  # noqa: E402
+from kl_alloc.rundir import provenance  # noqa: E402
 
 logger = logging.getLogger("benchmarks.mamujoco")
 
+ROOT = _runner.ROOT
 #: task name -> (scenario, agent_conf)
 TASKS = {"ant-2x4": ("Ant", "2x4"), "halfcheetah-6x1": ("HalfCheetah", "6x1")}
-from kl_alloc.methods import builtin_methods, method_label  # noqa: E402
-
 ALGOS = tuple(builtin_methods())
 LABELS = {m: method_label(m) for m in ALGOS}
 DEFAULT_OUT = ROOT / "runs" / "bench" / "mamujoco"
 RESULTS = ROOT / "benchmarks" / "results"
-#: overrides of the "mamujoco" preset used by every run of this benchmark
+#: overrides of the "mamujoco" env's default preset used by every run of this benchmark
 RUN_CONFIG = dict(eval_every=25, eval_episodes=10, checkpoint_every=10)
+#: seconds between the reports written while runs finish (the final one is always written)
+REPORT_EVERY = 60.0
 
 
 def run_name(task: str, algo: str, seed: int) -> str:
     return f"{task}-{algo}-{seed}"
 
 
-def make_config(task: str):
-    from kl_alloc.rl import TrainerConfig
-
-    scenario, conf = TASKS[task]
-    return TrainerConfig.for_env("mamujoco", **RUN_CONFIG)
-
-
-# -- one run (worker process) -------------------------------------------------------------------
-
-
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-
-
-def _config_matches(run_dir: Path, cfg, steps: int) -> str | None:
-    """None if the run directory may be continued with ``cfg``, else the reason why not."""
-    stored = _read_json(run_dir / "config.json")
-    if stored is None:
-        return None
-    stored_as = type(cfg).stored_as  # fills in defaults of fields added since the run started
-    want = stored_as(json.loads(json.dumps(cfg.to_dict())))
-    have = stored_as(stored.get("config", {}))
-    diff = sorted(k for k in set(want) | set(have) if want.get(k) != have.get(k))
-    return f"config differs in {diff}" if diff else None
-
-
-def worker(task: str, algo: str, seed: int, steps: int, out: Path) -> int:
-    """Train (or continue) one run; returns a process exit code."""
-    import torch
-
-    from kl_alloc.envs import make_env
-    from kl_alloc.rl import Trainer
-
-    torch.set_num_threads(1)
-    run_dir = out / run_name(task, algo, seed)
-    scenario, conf = TASKS[task]
-    cfg = make_config(task)
-    problem = _config_matches(run_dir, cfg, steps)
-    if problem:
-        logger.error("%s: %s; move the directory away to rerun it", run_dir, problem)
-        return 3
-    if (run_dir / "checkpoint.pt").exists():
-        trainer = Trainer.resume(run_dir)
-        logger.info(
-            "resumed %s at iteration %d (%d steps)", run_dir, trainer.iteration, trainer.env_steps
-        )
-    else:
-        for name in ("progress.jsonl", "eval.jsonl", "config.json"):  # killed before 1st ckpt
-            (run_dir / name).unlink(missing_ok=True)
-        env = make_env(
-            "mamujoco", num_envs=cfg.num_envs, seed=seed, scenario=scenario, agent_conf=conf
-        )
-        trainer = Trainer(env, algo=algo, config=cfg, seed=seed, out_dir=run_dir)
-        logger.info("started %s", run_dir)
-
-    def log_progress(tr, rec: dict) -> None:
-        if rec["iteration"] % 5 and rec["env_steps"] < steps:
-            return
-        ev = tr._last_eval
-        logger.info(
-            "it %d  steps %d  %.2fs/it (rollout %.2f actor %.2f critic %.2f)  train-ep-return %s"
-            "  eval %s",
-            rec["iteration"],
-            rec["env_steps"],
-            rec["seconds_per_iter"],
-            rec["time"]["rollout"],
-            rec["time"]["actor"],
-            rec["time"]["critic"],
-            "-" if rec["episode_return"] is None else f"{rec['episode_return']:.1f}",
-            "-" if ev is None else f"{ev['return_mean']:.1f} (it {ev['iteration']})",
-        )
-
-    trainer.learn(steps, progress=False, callback=log_progress)
-    trainer.close()
-    logger.info("finished %s: %s", run_dir, _read_json(run_dir / "done.json"))
-    return 0
-
-
-# -- the driver ---------------------------------------------------------------------------------
-
-
-def _die_with_parent() -> None:
-    """In the child, before exec: get SIGTERM when the driver dies (Linux), so a killed driver
-    leaves no orphan run that a restarted driver would start a second time."""
-    try:
-        import ctypes
-        import signal
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except Exception:
-        pass
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _take_lock(out: Path) -> Path:
-    lock = out / "driver.lock"
-    info = _read_json(lock)
-    if info and _pid_alive(int(info.get("pid", -1))) and int(info["pid"]) != os.getpid():
-        raise SystemExit(f"another driver is running (pid {info['pid']}, {lock}); not starting")
-    lock.write_text(json.dumps({"pid": os.getpid(), "started": _now(), "argv": sys.argv}))
-    return lock
-
-
-def _now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def is_done(run_dir: Path, steps: int) -> bool:
-    done = _read_json(run_dir / "done.json")
-    return bool(done) and int(done.get("env_steps", 0)) >= steps
+def make_jobs(args: argparse.Namespace) -> list[_runner.Job]:
+    """The runs, task-major, then seed, then method: partial results always hold every method."""
+    jobs = []
+    for task in args.tasks:
+        scenario, conf = TASKS[task]
+        overrides = {**RUN_CONFIG, **args.set, "env_kwargs": {"scenario": scenario,
+                                                               "agent_conf": conf}}  # fmt: skip
+        for seed in args.seeds:
+            for algo in args.algos:
+                name = run_name(task, algo, seed)
+                jobs.append(_runner.Job("mamujoco", algo, seed, args.steps, args.out / name,
+                                        overrides=overrides, log_name=name))  # fmt: skip
+    return jobs
 
 
 def drive(args: argparse.Namespace) -> int:
-    out: Path = args.out
-    (out / "logs").mkdir(parents=True, exist_ok=True)
-    lock = _take_lock(out)
-    signal.signal(signal.SIGTERM, _raise_exit)  # run the cleanup below on kill -TERM too
-    # task-major, then seed, then method: partial results always hold every method
-    todo = [
-        (task, algo, seed)
-        for task in args.tasks
-        for seed in args.seeds
-        for algo in args.algos
-        if not is_done(out / run_name(task, algo, seed), args.steps)
-    ]
-    logger.info("driver pid %d: %d runs to do, %d at a time", os.getpid(), len(todo), args.jobs)
-    running: dict[tuple, subprocess.Popen] = {}
-    failed: list[str] = []
-    env = dict(os.environ, **{v: "1" for v in THREAD_VARS}, PYTHONPATH=str(ROOT))
+    """Run what is unfinished through the orchestrator, a fresh report as runs finish and at
+    the end; returns a process exit code."""
+    jobs = make_jobs(args)
     try:
-        while todo or running:
-            while todo and len(running) < args.jobs:
-                task, algo, seed = key = todo.pop(0)
-                name = run_name(task, algo, seed)
-                log = open(out / "logs" / f"{name}.log", "a")  # noqa: SIM115 (child owns it)
-                cmd = [
-                    sys.executable,
-                    str(Path(__file__).resolve()),
-                    "--worker",
-                    "--tasks",
-                    task,
-                    "--algos",
-                    algo,
-                    "--seeds",
-                    str(seed),
-                    "--steps",
-                    str(args.steps),
-                    "--out",
-                    str(out),
-                ]
-                running[key] = subprocess.Popen(
-                    cmd,
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    env=env,
-                    cwd=ROOT,
-                    preexec_fn=_die_with_parent,
-                )
-                log.close()
-                logger.info("started %s (pid %d)", name, running[key].pid)
-                _write_status(out, running)
-            time.sleep(2.0)
-            for key, proc in list(running.items()):
-                if proc.poll() is None:
-                    continue
-                del running[key]
-                name = run_name(*key)
-                if proc.returncode == 0:
-                    logger.info("%s finished", name)
-                else:
-                    logger.error("%s exited with %s (see logs/%s.log)", name, proc.returncode, name)
-                    failed.append(name)
-                _write_status(out, running)
-                try:  # a fresh report after every finished run (cheap)
-                    report(args)
-                except Exception:
-                    logger.exception("report failed")
-    finally:
-        for proc in running.values():  # an interrupted driver leaves no orphans behind
-            proc.terminate()
-        lock.unlink(missing_ok=True)
-        _write_status(out, {})
+        for job in jobs:
+            job.status()  # a run directory with other settings stops everything before any run
+    except (RuntimeError, RunError, ConfigError) as exc:
+        logger.error("%s", exc)
+        return 2
+
+    last_report = time.monotonic()
+
+    def after_run(outcome: dict[str, Any]) -> None:
+        nonlocal last_report
+        if time.monotonic() - last_report < REPORT_EVERY:
+            return
+        try:  # a fresh report as runs finish (at most every REPORT_EVERY seconds)
+            report(args)
+        except Exception:
+            logger.exception("report failed")
+        last_report = time.monotonic()
+
+    code = 0
+    try:
+        _runner.run_jobs(jobs, args.out / "logs", args.jobs, status_path=args.out / "status.json",
+                         on_result=after_run)  # fmt: skip
+    except RuntimeError as exc:  # some runs failed: the others are in the report
+        logger.error("%s", exc)
+        code = 1
+    except KeyboardInterrupt:
+        code = 130
     report(args)
-    if failed:
-        logger.error("failed runs: %s", failed)
-    return 1 if failed else 0
-
-
-def _raise_exit(signum, frame) -> None:
-    raise SystemExit(128 + signum)
-
-
-def _write_status(out: Path, running: dict) -> None:
-    status = {
-        "driver_pid": os.getpid(),
-        "updated": _now(),
-        "running": {run_name(*k): p.pid for k, p in running.items()},
-    }
-    (out / "status.json").write_text(json.dumps(status, indent=1))
+    return code
 
 
 # -- the report ---------------------------------------------------------------------------------
@@ -305,45 +150,63 @@ def _stats(values: list[float]) -> dict[str, Any]:
     }
 
 
-def collect(args: argparse.Namespace) -> dict[str, Any]:
+def finished(run_dir: Path, steps: int) -> bool:
+    """Finished for ``steps`` env steps, by the run lifecycle's reading of the directory."""
+    try:
+        state = inspect_run(run_dir)
+    except RunError:
+        return False
+    return state.finished_steps is not None and state.finished_steps >= steps
+
+
+def run_summary(run_dir: Path, seed: int, steps: int) -> dict[str, Any]:
+    """One run's row: progress and evaluations; the timing needs ``progress.jsonl`` (a run kept
+    with only config.json, done.json and eval.jsonl takes its length from done.json)."""
     from kl_alloc.rundir import load_run
 
+    if not ((run_dir / "progress.jsonl").exists() or (run_dir / "done.json").exists()):
+        return {"seed": seed, "status": "not started"}
+    data = load_run(run_dir)
+    done = finished(run_dir, steps)
+    evals = data.eval_return_mean[np.isfinite(data.eval_return_mean)]
+    row: dict[str, Any] = {"seed": seed, "status": "done" if done else "in progress"}
+    if data.iteration.size:
+        spi = data.seconds_per_iter[1:] if data.seconds_per_iter.size > 1 else data.seconds_per_iter
+        shares = {k: float(np.nansum(v[1:])) for k, v in data.time.items()}
+        total = sum(shares.values()) or 1.0
+        row.update(
+            iterations=int(data.iteration[-1]),
+            env_steps=int(data.env_steps[-1]),
+            wall_time=float(data.wall_time[-1]),
+            seconds_per_iter=float(np.mean(spi)) if spi.size else None,
+            seconds_per_iter_median=float(np.median(spi)) if spi.size else None,
+            time_share={k: v / total for k, v in shares.items()},
+        )
+    else:  # no per-iteration log: the summary of done.json
+        summary = data.done or {}
+        row.update(
+            iterations=int(summary.get("iterations", 0)),
+            env_steps=int(summary.get("env_steps", 0)),
+            wall_time=summary.get("wall_time"),
+            seconds_per_iter=None,
+            seconds_per_iter_median=None,
+        )
+    row.update(
+        evaluations=len(evals),
+        final_return=_final_return(evals) if (done and len(evals)) else None,
+        last_eval=float(evals[-1]) if len(evals) else None,
+        _data=data,
+    )
+    return row
+
+
+def collect(args: argparse.Namespace) -> dict[str, Any]:
     tasks: dict[str, Any] = {}
     for task in args.tasks:
         methods: dict[str, Any] = {}
         for algo in args.algos:
-            runs = []
-            for seed in args.seeds:
-                run_dir = args.out / run_name(task, algo, seed)
-                if not (run_dir / "progress.jsonl").exists():
-                    runs.append({"seed": seed, "status": "not started"})
-                    continue
-                data = load_run(run_dir)
-                done = is_done(run_dir, args.steps)
-                spi = (
-                    data.seconds_per_iter[1:]
-                    if data.seconds_per_iter.size > 1
-                    else (data.seconds_per_iter)
-                )
-                shares = {k: float(np.nansum(v[1:])) for k, v in data.time.items()}
-                total = sum(shares.values()) or 1.0
-                evals = data.eval_return_mean[np.isfinite(data.eval_return_mean)]
-                runs.append(
-                    {
-                        "seed": seed,
-                        "status": "done" if done else "in progress",
-                        "iterations": int(data.iteration[-1]) if data.iteration.size else 0,
-                        "env_steps": int(data.env_steps[-1]) if data.env_steps.size else 0,
-                        "wall_time": float(data.wall_time[-1]) if data.wall_time.size else None,
-                        "seconds_per_iter": float(np.mean(spi)) if spi.size else None,
-                        "seconds_per_iter_median": float(np.median(spi)) if spi.size else None,
-                        "time_share": {k: v / total for k, v in shares.items()},
-                        "evaluations": len(evals),
-                        "final_return": _final_return(evals) if (done and len(evals)) else None,
-                        "last_eval": float(evals[-1]) if len(evals) else None,
-                        "_data": data,
-                    }
-                )
+            runs = [run_summary(args.out / run_name(task, algo, seed), seed, args.steps)
+                    for seed in args.seeds]  # fmt: skip
             finals = [r["final_return"] for r in runs if r.get("final_return") is not None]
             spis = [r["seconds_per_iter"] for r in runs if r.get("seconds_per_iter")]
             medians = [r["seconds_per_iter_median"] for r in runs if r.get("seconds_per_iter")]
@@ -412,7 +275,8 @@ def _markdown(tasks: dict[str, Any], meta: dict[str, Any]) -> str:
         "every 25 iterations), over finished seeds: mean +- std (min..max). s/iter = median over "
         "seeds of each run's mean seconds per iteration (first iteration excluded); runs share "
         "a 2-core machine (two at a time), so seconds are noisy: the CPU-time overheads are in "
-        "mamujoco_profile.md.",
+        "mamujoco_profile.md. Runs kept without their per-iteration log (progress.jsonl) show "
+        "'-' for s/iter and time shares.",
         "",
     ]
     for task, t in tasks.items():
@@ -518,11 +382,17 @@ def _plot(tasks: dict[str, Any], prefix: Path) -> list[str]:
         figures.append(path.name)
     plt.close(fig)
 
-    # KL-allocation heatmaps, agent x iteration, for W and G (the first seed that has data)
-    try:
-        from kl_alloc.analysis.figures import plot_allocation_heatmaps
-    except Exception:  # the shared plotting module is optional here
-        plot_allocation_heatmaps = None
+    return figures + _plot_heatmaps(tasks, prefix)
+
+
+def _plot_heatmaps(tasks: dict[str, Any], prefix: Path) -> list[str]:
+    """KL-allocation heatmaps, agent x iteration, for W and G (the first seed with a
+    per-iteration log)."""
+    import matplotlib.pyplot as plt
+
+    from kl_alloc.analysis.figures import plot_allocation_heatmaps, save
+
+    figures = []
     for task, t in tasks.items():
         runs = []
         for algo in ("hatrpo-w", "hatrpo-g"):
@@ -533,75 +403,46 @@ def _plot(tasks: dict[str, Any], prefix: Path) -> list[str]:
         if not runs:
             continue
         path = prefix.with_name(f"{prefix.name}_alloc_{task}.png")
-        if plot_allocation_heatmaps is not None:
-            hfig = plot_allocation_heatmaps(runs, title=f"{task}: KL allocated per agent")
-        else:
-            hfig, hax = plt.subplots(len(runs), 1, figsize=(10, 1 + 1.5 * len(runs)), squeeze=False)
-            vmax = max(float(np.nanmax(r.delta_alloc)) for r in runs) or 1.0
-            for ax, r in zip(hax[:, 0], runs, strict=True):
-                im = ax.imshow(
-                    r.delta_alloc.T, aspect="auto", interpolation="nearest", vmin=0, vmax=vmax
-                )
-                ax.set_title(f"{r.config.get('algo')} seed {r.config.get('seed')}", loc="left")
-                ax.set_ylabel("agent")
-            hax[-1, 0].set_xlabel("iteration")
-            hfig.colorbar(im, ax=list(hax[:, 0]), label="delta_i allocated")
-        hfig.savefig(path, dpi=110)
-        plt.close(hfig)
+        fig = plot_allocation_heatmaps(runs, title=f"{task}: KL allocated per agent")
+        save(fig, path)
+        plt.close(fig)
         figures.append(path.name)
     return figures
 
 
-def _git_commit() -> str:
+def _meta(args: argparse.Namespace) -> dict[str, Any]:
+    """Which command, code and machine wrote the report (:func:`kl_alloc.rundir.provenance`)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    code = provenance(__file__, args.argv)
+    commit = (code["git_commit"] or "unknown")[:7]
     try:
-        out = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=10,
-        )
-        dirty = subprocess.run(
-            [
-                "git",
-                "status",
-                "--porcelain",
-                "--",
-                "kl_alloc/rl",
-                "kl_alloc/envs",
-                "benchmarks/mamujoco.py",
-            ],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=10,
-        ).stdout.strip()
-        return out.stdout.strip() + (" (+ uncommitted changes)" if dirty else "")
-    except Exception:
-        return "unknown"
+        mujoco_version = version("mujoco")
+    except PackageNotFoundError:
+        mujoco_version = None
+    return {
+        "command": args.command,
+        "written": code["generated_utc"],
+        "commit": commit + (" (+ uncommitted changes)" if code["git_dirty"] else ""),
+        "steps": args.steps,
+        "seeds": list(args.seeds),
+        "run_config": {"preset": "mamujoco", **RUN_CONFIG, **args.set},
+        "out": str(args.out),
+        "python": code["python"],
+        "torch": code["torch"],
+        "mujoco": mujoco_version,
+        "cpu_count": os.cpu_count(),
+        "load_avg": list(os.getloadavg()),
+        "provenance": code,
+    }
 
 
 def report(args: argparse.Namespace) -> dict[str, Any]:
-    import mujoco
-    import torch
-
+    """Write ``<results>/mamujoco.{json,md}`` and the figures from the runs in ``args.out``."""
     tasks = collect(args)
     args.results.mkdir(parents=True, exist_ok=True)
     prefix = args.results / "mamujoco"
-    meta = {
-        "command": args.command,
-        "written": _now(),
-        "commit": _git_commit(),
-        "steps": args.steps,
-        "seeds": list(args.seeds),
-        "run_config": {"preset": "mamujoco", **RUN_CONFIG},
-        "out": str(args.out),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "mujoco": mujoco.__version__,
-        "cpu_count": os.cpu_count(),
-        "load_avg": list(os.getloadavg()),
-    }
+    meta = _meta(args)
     meta["figures"] = _plot(tasks, prefix)
     complete = all(
         r["status"] == "done"
@@ -633,16 +474,23 @@ def _csv(kind):
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--tasks", type=_csv(str), default=list(TASKS))
-    parser.add_argument("--algos", type=_csv(str), default=list(ALGOS))
-    parser.add_argument("--seeds", type=_csv(int), default=[0, 1, 2])
-    parser.add_argument("--steps", type=int, default=1_000_000)
-    parser.add_argument("--jobs", type=int, default=2)
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument("--tasks", type=_csv(str), default=list(TASKS), help="comma-separated")
+    parser.add_argument("--algos", type=_csv(str), default=list(ALGOS), help="comma-separated")
+    parser.add_argument("--seeds", type=_csv(int), default=[0, 1, 2], help="comma-separated")
+    parser.add_argument("--steps", type=int, default=1_000_000, help="env steps per run")
+    parser.add_argument("--jobs", type=int, default=2, help="training processes at once")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="the run directories")
     parser.add_argument("--results", type=Path, default=RESULTS, help="where the report goes")
     parser.add_argument("--report", action="store_true", help="only write the report")
-    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE",
+        help="a config override on top of the benchmark's (quick checks; the report records it)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
+    try:
+        args.set = parse_set(args.set)
+    except ConfigError as exc:
+        parser.error(str(exc))
     for task in args.tasks:
         if task not in TASKS:
             parser.error(f"--tasks: unknown task {task!r}; known: {list(TASKS)}")
@@ -650,14 +498,11 @@ def main(argv: list[str] | None = None) -> int:
         if algo not in ALGOS:
             parser.error(f"--algos: unknown method {algo!r}; known: {list(ALGOS)}")
     args.out = args.out.resolve()
-    args.command = "python benchmarks/mamujoco.py " + shlex.join(
-        sys.argv[1:] if argv is None else argv
-    )
+    args.argv = sys.argv[1:] if argv is None else list(argv)
+    args.command = "python benchmarks/mamujoco.py " + shlex.join(args.argv)
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(name)s %(message)s", datefmt="%H:%M:%S"
     )
-    if args.worker:
-        return worker(args.tasks[0], args.algos[0], args.seeds[0], args.steps, args.out)
     if args.report:
         report(args)
         return 0

@@ -112,3 +112,48 @@ def test_runner_values_round_trip_through_the_cli_parser(value):
         tuple: "hidden", str: "utility", dict: "env_kwargs",
     }[type(value)]  # fmt: skip
     assert parse_value(key, _runner.format_value(value), config_types()[key]) == value
+
+
+@pytest.mark.slow
+@pytest.mark.mujoco
+def test_mamujoco_driver_runs_resumes_old_runs_and_refuses_other_settings(tmp_path):
+    """benchmarks/mamujoco.py on the one orchestrator: a 2-iteration Ant run, its report; a run
+    directory of the earlier driver (no spec.json) is skipped when finished and extended from
+    its checkpoint; a run with other settings stops the script before anything runs."""
+    mamujoco = load_script("mamujoco")
+    runs, results = tmp_path / "runs", tmp_path / "results"
+    tiny = [
+        "--set",
+        "num_envs=2",
+        "--set",
+        "rollout_length=20",
+        "--set",
+        "eval_episodes=1",
+        "--set",
+        "checkpoint_every=1",
+    ]  # fmt: skip  (HATRPO: no solver to compile)
+    argv = ["--tasks", "ant-2x4", "--algos", "hatrpo", "--seeds", "0", "--jobs", "1",
+            "--out", str(runs), "--results", str(results), *tiny]  # fmt: skip
+    assert mamujoco.main([*argv, "--steps", "80"]) == 0
+    run = runs / "ant-2x4-hatrpo-0"
+    spec = json.loads((run / "spec.json").read_text())
+    assert spec["env"] == "mamujoco" and spec["overrides"]["env_kwargs"]["scenario"] == "Ant"
+    assert (runs / "logs" / "ant-2x4-hatrpo-0.log").exists()
+    result = json.loads((results / "mamujoco.json").read_text())
+    (row,) = result["tasks"]["ant-2x4"]["methods"]["hatrpo"]["runs"]
+    assert row["status"] == "done" and row["iterations"] == 2 and row["env_steps"] == 80
+    assert row["evaluations"] == 1 and isinstance(row["final_return"], float)
+    assert result["meta"]["complete"] and "mamujoco.py" in result["meta"]["command"]
+    assert "| HATRPO | 1/1 |" in (results / "mamujoco.md").read_text()
+
+    (run / "spec.json").unlink()  # as the earlier driver left its runs: config.json only
+    first = (run / "progress.jsonl").read_text()
+    assert mamujoco.main([*argv, "--steps", "80"]) == 0  # finished: skipped
+    assert (run / "progress.jsonl").read_text() == first and not (run / "spec.json").exists()
+    assert mamujoco.main([*argv, "--steps", "120"]) == 0  # extended from its checkpoint
+    progress = (run / "progress.jsonl").read_text()
+    assert progress.startswith(first) and len(progress.splitlines()) == 3
+    assert json.loads((run / "done.json").read_text())["env_steps"] == 120
+
+    assert mamujoco.main([*argv, "--steps", "120", "--set", "delta=0.02"]) == 2
+    assert (run / "progress.jsonl").read_text() == progress

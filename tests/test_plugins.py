@@ -5,6 +5,7 @@ defined in a 'user project' folder (tests/user_project), driven through every co
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -84,3 +85,44 @@ def test_a_broken_plugin_is_one_line(tmp_path):
     proc = kl("train", "--env", "my_envs:nothing", "--out", tmp_path / "x", check=False)
     assert proc.returncode == 2
     assert "has no attribute 'nothing'" in proc.stderr and "Traceback" not in proc.stderr
+
+
+SWEEP = f"""
+[sweep]
+name = "plugins"
+seeds = 1
+steps = 1024
+
+[tasks.target]
+env = "{ENV}"
+config = {{ checkpoint_every = 2 }}
+
+[methods]
+hatrpo = {{}}
+lopsided = {{ algo = "{ALGO}" }}
+"""
+
+
+def test_sweep_and_report_on_the_users_rule_and_env(tmp_path):
+    """``kl-alloc sweep`` (local worker processes) runs a builtin and the user's rule on the
+    user's env; ``kl-alloc report`` labels both without importing the user's module."""
+    path = tmp_path / "sweep.toml"
+    path.write_text(SWEEP)
+    out, report = tmp_path / "runs", tmp_path / "report"
+    proc = kl("sweep", path, "--out", out, "--executor", "local", "--workers", 2,
+              "--no-progress", "--no-report")  # fmt: skip
+    assert "done 2, skipped 0 (already finished), failed 0" in proc.stdout, proc.stdout
+    spec = json.loads((out / "target" / "lopsided" / "seed-0" / "spec.json").read_text())
+    assert spec["algo"] == ALGO and spec["env"] == ENV
+    kl("report", out, "--out", report, cwd=tmp_path)  # where my_rules is not importable
+    result = json.loads((report / "report.json").read_text())
+    (task,) = result["tasks"]
+    rows = {r["method"]: r for r in task["rows"]}
+    assert set(rows) == {"hatrpo", "lopsided"}, rows
+    for row in rows.values():
+        assert row["n"] == 1 and row["unfinished"] == 0 and row["iterations"] == 4
+        assert math.isfinite(row["final_mean"]), row  # a number, not NaN
+    lines = (report / "report.md").read_text().splitlines()
+    for label in ("HATRPO", "lopsided"):
+        (line,) = [ln for ln in lines if ln.startswith(f"| {label} ")]
+        assert f"{rows[label.lower()]['final_mean']:.3f}"[:4] in line, line

@@ -476,7 +476,7 @@ def test_sweep_bad_file_exit_code(tmp_path, capsys):
 def test_ray_executor_runs_module_attr_methods_in_its_workers_and_fails_one(
     tmp_path, plugins_path, capsys
 ):
-    import ray  # noqa: F401  (installed by .[dev]: a broken install fails here)
+    import ray  # the dev extra installs it: a broken install fails here, it does not skip
 
     text = DIE_ONCE + textwrap.dedent(
         """
@@ -497,6 +497,7 @@ def test_ray_executor_runs_module_attr_methods_in_its_workers_and_fails_one(
     assert status["counts"] == {"done": 1, "skipped": 0, "failed": 1, "pending": 0}
     report = json.loads((tmp_path / "report" / "report.json").read_text())
     assert {r["method"] for t in report["tasks"] for r in t["rows"]} == {"die"}
+    assert not ray.is_initialized()  # the Ray this sweep started is shut down
 
 
 def test_dry_run_lists_trials_and_filters(tmp_path, capsys):
