@@ -3,16 +3,15 @@
 The solver core is importable without torch::
 
     from kl_alloc import water_fill, greedy_allocate, uniform_allocate
+
+The solver names are loaded on first use (PEP 562), so importing a torch- and numba-free part
+of the package (an env, an env worker process, the run-directory format) does not pay for
+numba's import.
 """
 
-from kl_alloc.solvers import (
-    GreedyResult,
-    UniformResult,
-    WaterFillResult,
-    greedy_allocate,
-    uniform_allocate,
-    water_fill,
-)
+from __future__ import annotations
+
+from typing import Any
 
 __version__ = "0.1.0"
 
@@ -25,3 +24,17 @@ __all__ = [
     "uniform_allocate",
     "water_fill",
 ]
+
+_SOLVER_NAMES = frozenset(__all__) - {"__version__"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _SOLVER_NAMES:
+        from kl_alloc import solvers
+
+        return getattr(solvers, name)
+    raise AttributeError(f"module 'kl_alloc' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | _SOLVER_NAMES)

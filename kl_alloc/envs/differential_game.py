@@ -70,6 +70,8 @@ class DifferentialGame(MultiAgentEnv):
         tilt: linear coefficient per agent (default 0.1 on a1, 0 elsewhere).
         low, high: the action clip range used for the reward.
         seed: default seed for :meth:`reset` (the game itself has no randomness).
+        copy_offset: the index of copy 0 in a larger env (:mod:`kl_alloc.envs.workers`); the
+            game has no randomness, so no number depends on it.
     """
 
     def __init__(
@@ -81,7 +83,10 @@ class DifferentialGame(MultiAgentEnv):
         low: float = 0.0,
         high: float = 7.0,
         seed: int | None = None,
+        copy_offset: int = 0,
     ) -> None:
+        if int(copy_offset) < 0:
+            raise ValueError(f"copy_offset must be >= 0, got {copy_offset}")
         n = int(n_agents)
         if n < 1 or int(num_envs) < 1:
             raise ValueError(f"need n_agents >= 1 and num_envs >= 1, got {n_agents}, {num_envs}")

@@ -177,6 +177,10 @@ class MaMuJoCoEnv(MultiAgentEnv):
         max_episode_steps: time limit (truncation); ``None`` keeps the env's registered limit
             (1000 for the locomotion robots, 50 for Reacher, 100 for Pusher).
         backend: ``"fast"`` (default) or ``"parallel"`` (the package API, per-step dicts).
+        copy_offset: this env's copy ``k`` is copy ``copy_offset + k`` of a larger env with the
+            same seed: its seeds are the ones that copy gets there, so the copies ``[a, b)`` of an
+            ``n``-copy env can be stepped by an env of ``b - a`` copies with ``copy_offset=a``
+            and give the same numbers (worker processes, :mod:`kl_alloc.envs.workers`).
         **kwargs: passed to ``parallel_env`` (``agent_obsk``, ``agent_factorization``,
             ``local_categories``, ``global_categories``) and through it to the single-agent
             Gymnasium env (``ctrl_cost_weight`` and so on).
@@ -194,8 +198,11 @@ class MaMuJoCoEnv(MultiAgentEnv):
         seed: int | None = None,
         max_episode_steps: int | None = None,
         backend: str = "fast",
+        copy_offset: int = 0,
         **kwargs: Any,
     ) -> None:
+        if int(copy_offset) < 0:
+            raise ValueError(f"copy_offset must be >= 0, got {copy_offset}")
         if int(num_envs) < 1:
             raise ValueError(f"num_envs must be >= 1, got {num_envs}")
         if backend not in ("fast", "parallel"):
@@ -210,6 +217,7 @@ class MaMuJoCoEnv(MultiAgentEnv):
         self.agent_conf = agent_conf
         self.num_envs = int(num_envs)
         self.backend = backend
+        self.copy_offset = int(copy_offset)
         self._seed = seed
         if "gym_env" in kwargs:
             raise ValueError("gym_env: one env object would be shared by all copies; unsupported")
@@ -332,9 +340,11 @@ class MaMuJoCoEnv(MultiAgentEnv):
         """Reset every copy.
 
         With a seed (or, on the first call, the constructor's seed), copy ``k`` is reset with a
-        seed spawned from ``np.random.SeedSequence(seed)`` and its action spaces are seeded from
-        the same child. Without one, each copy continues its own generator, like the automatic
-        resets inside :meth:`step`.
+        seed spawned from ``np.random.SeedSequence(seed)`` (its child number
+        ``copy_offset + k``, what ``spawn`` gives) and its action spaces are seeded from the
+        same child. Without one, each copy continues its own generator, like the automatic
+        resets inside :meth:`step`. A copy's numbers thus depend on the seed and its own global
+        index only, never on how many copies this env holds.
         """
         if seed is None and not self._seeded:
             seed = self._seed
@@ -342,7 +352,11 @@ class MaMuJoCoEnv(MultiAgentEnv):
             root = np.random.SeedSequence(seed)
             self.seed_entropy = root.entropy  # the seed actually used (useful when seed=None)
             env_seeds: list[int | None] = []
-            for copy, child in zip(self.copies, root.spawn(self.num_envs), strict=True):
+            children = [  # == root.spawn(copy_offset + num_envs)[copy_offset:]
+                np.random.SeedSequence(root.entropy, spawn_key=(self.copy_offset + k,))
+                for k in range(self.num_envs)
+            ]
+            for copy, child in zip(self.copies, children, strict=True):
                 env_seq, space_seq = child.spawn(2)
                 space_seeds = space_seq.generate_state(self.n_agents + 1, np.uint64)
                 for a, s in zip(self.possible_agents, space_seeds, strict=False):
@@ -504,6 +518,46 @@ class MaMuJoCoEnv(MultiAgentEnv):
             "obs": [o.copy() for o in self._obs],
             "copies": copies,
         }
+
+    #: the per-copy entries of a state_dict (leading axis / list index = copy)
+    _PER_COPY = ("elapsed", "episode_return", "state")
+
+    @classmethod
+    def merge_state_dicts(cls, states: list[dict[str, Any]]) -> dict[str, Any]:
+        """The :meth:`state_dict` of one env holding the copies of ``states`` in order (what
+        env worker processes give back: the same bytes as the one-process env's)."""
+        first = states[0]
+        merged = dict(first)
+        merged["num_envs"] = sum(int(s["num_envs"]) for s in states)
+        merged["needs_reset"] = any(s["needs_reset"] for s in states)
+        merged["seeded"] = all(s["seeded"] for s in states)
+        for key in cls._PER_COPY:
+            merged[key] = np.concatenate([s[key] for s in states])
+        merged["obs"] = [
+            np.concatenate([s["obs"][i] for s in states]) for i in range(len(first["obs"]))
+        ]
+        merged["copies"] = [c for s in states for c in s["copies"]]
+        return merged
+
+    @classmethod
+    def split_state_dict(
+        cls, state: dict[str, Any], bounds: list[tuple[int, int]]
+    ) -> list[dict[str, Any]]:
+        """Inverse of :meth:`merge_state_dicts`: the states of copies ``[a, b)`` per bound."""
+        if bounds[-1][1] != int(state["num_envs"]):
+            raise ValueError(
+                f"state: saved with {state['num_envs']} copies, split into {bounds[-1][1]}"
+            )
+        out = []
+        for lo, hi in bounds:
+            part = dict(state)
+            part["num_envs"] = hi - lo
+            for key in cls._PER_COPY:
+                part[key] = np.array(state[key][lo:hi])
+            part["obs"] = [np.array(o[lo:hi]) for o in state["obs"]]
+            part["copies"] = state["copies"][lo:hi]
+            out.append(part)
+        return out
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         import mujoco

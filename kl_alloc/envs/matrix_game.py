@@ -28,6 +28,8 @@ class MatrixGame(MultiAgentEnv):
         paying_action: the one joint action that pays (default all zeros).
         payoff: its reward.
         seed: default seed for :meth:`reset` (the game itself has no randomness).
+        copy_offset: the index of copy 0 in a larger env (:mod:`kl_alloc.envs.workers`); the
+            game has no randomness, so no number depends on it.
     """
 
     def __init__(
@@ -37,7 +39,10 @@ class MatrixGame(MultiAgentEnv):
         paying_action: Sequence[int] | None = None,
         payoff: float = 1.0,
         seed: int | None = None,
+        copy_offset: int = 0,
     ) -> None:
+        if int(copy_offset) < 0:
+            raise ValueError(f"copy_offset must be >= 0, got {copy_offset}")
         counts = [int(k) for k in action_counts]
         if not counts or min(counts) < 1:
             raise ValueError(f"action_counts: need at least one agent, each K_i >= 1, got {counts}")

@@ -119,6 +119,18 @@ class TrainerConfig:
     """Running mean/var normalisation of every agent's observation and of the global state."""
     obs_clip: float = 10.0
 
+    num_workers: int = 1
+    """Env worker processes stepping the copies (:mod:`kl_alloc.envs.workers`); 1 = in the
+    training process. The numbers do not depend on it. Needs an env from the registry whose
+    factory takes ``copy_offset`` (every built-in env does)."""
+
+    # -- where the learner runs -------------------------------------------------------------------
+    device: str = "cpu"
+    """torch device of the policies, the critic and the TRPO step (CG, line search), e.g.
+    "cuda" or "cuda:1". Only "cpu" is tested; the env, the rollout's random draws (the seeded
+    CPU generator, so a device does not change which noise is drawn) and the checkpoints stay
+    on the CPU."""
+
     # -- bookkeeping ------------------------------------------------------------------------------
     eval_every: int = 0
     """Evaluate the deterministic policy every this many iterations (0 = only at the end)."""
@@ -151,7 +163,7 @@ class TrainerConfig:
         for name in ("cg_iters", "ls_steps", "critic_epochs", "critic_minibatches"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("num_envs", "rollout_length"):
+        for name in ("num_envs", "rollout_length", "num_workers"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not (0 <= self.gamma <= 1 and 0 <= self.gae_lambda <= 1):

@@ -76,7 +76,7 @@ class Critic(nn.Module):
     @torch.no_grad()
     def values(self, states: torch.Tensor) -> np.ndarray:
         """V(s) in return units, float64 (batch,)."""
-        raw = self(states).double().numpy()
+        raw = self(states).double().cpu().numpy()
         return self.value_norm.denormalize(raw) if self.value_norm is not None else raw
 
     def fit(
@@ -93,7 +93,7 @@ class Critic(nn.Module):
             targets_np = self.value_norm.normalize(returns)
         else:
             targets_np = returns
-        targets = torch.as_tensor(np.asarray(targets_np), dtype=torch.float32)
+        targets = torch.as_tensor(np.asarray(targets_np), dtype=torch.float32).to(states.device)
         n = targets.shape[0]
         size = max(1, n // max(1, minibatches))
         old = None
@@ -103,7 +103,7 @@ class Critic(nn.Module):
         plain = self.loss == "mse" and old is None
         last = 0.0
         for _ in range(epochs):
-            perm = torch.randperm(n, generator=generator)
+            perm = torch.randperm(n, generator=generator).to(states.device)
             losses = []
             for start in range(0, n - size + 1, size):
                 idx = perm[start : start + size]

@@ -78,7 +78,8 @@ class Categorical:
     def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
         # inverse CDF: one uniform per sample, cheaper than torch.multinomial on (n, K)
         probs = self.log_probs.exp().expand(n, -1)
-        u = torch.rand((n, 1), generator=generator, dtype=probs.dtype)
+        # drawn by the (CPU) generator, then moved: the same draws on every device
+        u = torch.rand((n, 1), generator=generator, dtype=probs.dtype).to(probs.device)
         idx = (torch.cumsum(probs, dim=-1) < u).sum(dim=-1)
         return idx.clamp_(max=probs.shape[-1] - 1)
 
@@ -109,7 +110,7 @@ class DiagGaussian:
 
     def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
         mean = self.mean.expand(n, -1)
-        noise = torch.randn(mean.shape, generator=generator, dtype=mean.dtype)
+        noise = torch.randn(mean.shape, generator=generator, dtype=mean.dtype).to(mean.device)
         return mean + noise * torch.exp(self.log_std.expand(n, -1))
 
     def mode(self, n: int) -> torch.Tensor:
@@ -157,7 +158,7 @@ class CategoricalPolicy(nn.Module):
     def summary(self) -> np.ndarray:
         """Action probabilities (K,) of a stateless policy (for ``env.expected_reward``)."""
         with torch.no_grad():
-            return torch.softmax(self.logits[0].double(), dim=-1).numpy()
+            return torch.softmax(self.logits[0].double(), dim=-1).cpu().numpy()
 
     def summary_json(self) -> dict:
         return {"probs": self.summary().tolist()}
@@ -230,8 +231,8 @@ class GaussianPolicy(nn.Module):
     def summary(self) -> tuple[np.ndarray, np.ndarray]:
         """(mean, std) of a stateless policy (for ``env.expected_reward``)."""
         with torch.no_grad():
-            std = self.current_log_std().double().exp().numpy()
-            return self.mean[0].double().numpy().copy(), std
+            std = self.current_log_std().double().exp().cpu().numpy()
+            return self.mean[0].double().cpu().numpy().copy(), std
 
     def summary_json(self) -> dict:
         mean, std = self.summary()
@@ -272,4 +273,4 @@ def make_policy(
 
 def actions_to_numpy(actions: torch.Tensor, spec: ActionSpec) -> np.ndarray:
     """int64 (n,) for discrete agents, float32 (n, dim) for continuous ones (the env clips)."""
-    return actions.numpy().astype(np.int64 if spec.is_discrete else np.float32, copy=False)
+    return actions.cpu().numpy().astype(np.int64 if spec.is_discrete else np.float32, copy=False)

@@ -63,9 +63,11 @@ class RolloutCollector:
         policies: list[Policy],
         normalize_obs: bool = False,
         obs_clip: float = 10.0,
+        device: torch.device | str = "cpu",
     ) -> None:
         self.env = env
         self.policies = policies
+        self.device = torch.device(device)
         self.obs_norms: list[RunningMeanStd] | None = None
         self.state_norm: RunningMeanStd | None = None
         if normalize_obs:
@@ -98,7 +100,11 @@ class RolloutCollector:
 
     def policy_obs(self, obs: list[np.ndarray]) -> list[torch.Tensor]:
         """Observations as the policies see them, without updating the statistics (evaluation)."""
-        return [_aligned(self._norm_obs(i, o, False)) for i, o in enumerate(obs)]
+        return [self._to(self._norm_obs(i, o, False)) for i, o in enumerate(obs)]
+
+    def _to(self, array: np.ndarray) -> torch.Tensor:
+        """``_aligned`` on the learner's device."""
+        return _aligned(array).to(self.device)
 
     # -- collection -----------------------------------------------------------------------------
     @torch.no_grad()
@@ -107,15 +113,16 @@ class RolloutCollector:
             raise RuntimeError("call reset(seed) before collect()")
         env, n = self.env, self.env.num_envs
         specs = env.action_specs
-        obs_buf = [torch.empty(horizon, n, o) for o in env.obs_sizes]
+        dev = self.device
+        obs_buf = [torch.empty(horizon, n, o, device=dev) for o in env.obs_sizes]
         act_buf = [
-            torch.empty(horizon, n, dtype=torch.int64)
+            torch.empty(horizon, n, dtype=torch.int64, device=dev)
             if s.is_discrete
-            else torch.empty(horizon, n, s.dim)
+            else torch.empty(horizon, n, s.dim, device=dev)
             for s in specs
         ]
-        logp_buf = [torch.empty(horizon, n) for _ in specs]
-        state_buf = torch.empty(horizon, n, env.state_size)
+        logp_buf = [torch.empty(horizon, n, device=dev) for _ in specs]
+        state_buf = torch.empty(horizon, n, env.state_size, device=dev)
         rewards = np.empty((horizon, n), np.float64)
         terminated = np.empty((horizon, n), bool)
         truncated = np.empty((horizon, n), bool)
@@ -128,7 +135,7 @@ class RolloutCollector:
             state_buf[t] = torch.from_numpy(self.norm_state(self._state, update=True))
             actions = []
             for i, policy in enumerate(self.policies):
-                o = _aligned(self._norm_obs(i, self._obs[i], update=True))
+                o = self._to(self._norm_obs(i, self._obs[i], update=True))
                 obs_buf[i][t] = o
                 dist = policy.dist(o)
                 a = dist.sample(n, generator)
@@ -163,12 +170,12 @@ class RolloutCollector:
             ],
             log_probs=[b.reshape(horizon * n) for b in logp_buf],
             states=state_buf.reshape(horizon * n, s),
-            last_states=_aligned(self.norm_state(self._state)),
+            last_states=self._to(self.norm_state(self._state)),
             rewards=rewards,
             terminated=terminated,
             truncated=truncated,
             truncated_at=np.concatenate(trunc_at) if trunc_at else np.zeros((0, 2), np.int64),
-            truncated_states=_aligned(
+            truncated_states=self._to(
                 np.concatenate(trunc_states) if trunc_states else np.zeros((0, s), np.float32)
             ),
             episode_returns=ep_returns,

@@ -55,10 +55,47 @@ def _env_spec(env: MultiAgentEnv) -> dict[str, Any] | None:
     return env_spec(env)
 
 
-def _make_env(name: str, **kwargs: Any) -> MultiAgentEnv:
+def _make_env(name: str, num_workers: int = 1, **kwargs: Any) -> MultiAgentEnv:
+    """``make_env``, or its copies in ``num_workers`` worker processes when that is > 1."""
+    if num_workers > 1:
+        from kl_alloc.envs.workers import WorkerVecEnv
+
+        num_envs = kwargs.pop("num_envs", None)
+        if num_envs is None:
+            num_envs = TrainerConfig().num_envs
+        return WorkerVecEnv(name, num_workers, num_envs, **kwargs)
     from kl_alloc.envs.registry import make_env
 
     return make_env(name, **kwargs)
+
+
+def _in_workers(env: MultiAgentEnv, num_workers: int) -> MultiAgentEnv:
+    """The env itself with ``num_workers == 1`` (or if it already runs in workers), else its
+    copies rebuilt from the registry spec in worker processes (the given env is closed)."""
+    from kl_alloc.envs.workers import WorkerVecEnv
+
+    if num_workers <= 1 or isinstance(env, WorkerVecEnv):
+        return env
+    spec = _env_spec(env)
+    if spec is None:
+        raise ValueError(
+            f"num_workers: {type(env).__name__} was not made by make_env, so worker processes "
+            "cannot rebuild it; build it with make_env(...) or set num_workers=1"
+        )
+    workers = WorkerVecEnv.from_spec(spec, num_workers)
+    env.close()
+    return workers
+
+
+def _device(name: str) -> torch.device:
+    """The learner's torch device, checked (ValueError naming ``device``)."""
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(f"device: {name!r} is not a torch device ({exc})") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device: {name!r} asked for, but torch.cuda.is_available() is False")
+    return device
 
 
 class Trainer:
@@ -94,10 +131,15 @@ class Trainer:
         if isinstance(env, str):
             if config is None:
                 config = TrainerConfig.for_env(env)
-            env = _make_env(env, num_envs=config.num_envs, seed=seed, **config.env_kwargs)
+            self.device = _device(config.device)
+            env = _make_env(
+                env, config.num_workers, num_envs=config.num_envs, seed=seed, **config.env_kwargs
+            )
         spec = _env_spec(env)
         if config is None:
             config = TrainerConfig.for_env(spec["name"]) if spec else TrainerConfig()
+        self.device = _device(config.device)
+        env = _in_workers(env, config.num_workers)
         self.env = env
         self.config = config
         self.algo = algo
@@ -143,9 +185,13 @@ class Trainer:
                 feature_norm=config.feature_norm,
                 hidden_layer_norm=config.hidden_layer_norm,
             )
-        self.generator = torch.Generator().manual_seed(self.seed)
+        for net in (*self.policies, self.critic):
+            net.to(self.device)
+        self.generator = torch.Generator().manual_seed(self.seed)  # on the CPU, any device
         self.rng = np.random.default_rng(self.seed)
-        self.collector = RolloutCollector(env, self.policies, config.normalize_obs, config.obs_clip)
+        self.collector = RolloutCollector(
+            env, self.policies, config.normalize_obs, config.obs_clip, device=self.device
+        )
         self.updater = SequentialUpdate(
             self.policies,
             self.allocator,
@@ -222,7 +268,7 @@ class Trainer:
                     self.policies, rollout.obs, rollout.actions, rollout.log_probs, strict=True
                 )
             ]
-        adv_t = torch.as_tensor(adv.reshape(-1), dtype=torch.float32)
+        adv_t = torch.as_tensor(adv.reshape(-1), dtype=torch.float32, device=self.device)
         result = self.updater.run(batches, adv_t, self.delta_total, self.rng)
         t3 = time.perf_counter()
         critic_loss = self.critic.fit(
@@ -467,6 +513,14 @@ class Trainer:
         self._writer = writer
 
     def close(self) -> None:
+        """Close the run's files, and the env if it runs in worker processes."""
+        from kl_alloc.envs.workers import WorkerVecEnv
+
+        self._close_writer()
+        if isinstance(self.env, WorkerVecEnv):
+            self.env.close()
+
+    def _close_writer(self) -> None:
         if self._writer is not None:
             self._writer.close()
             self._writer = None
@@ -518,7 +572,7 @@ class Trainer:
         self._last_eval_iteration = int(state["last_eval_iteration"])
         self._last_eval = state.get("last_eval")
         if telemetry:  # continuing in the checkpoint's own run directory
-            self.close()
+            self._close_writer()
             offsets = state.get("telemetry_offsets")
             self._telemetry_offsets = (0, 0) if offsets is None else tuple(offsets)
 
@@ -566,7 +620,8 @@ class Trainer:
             spec = state.get("env_spec")
             if spec is None:
                 raise ValueError("env: this checkpoint's env was not made by make_env; pass env")
-            env = _make_env(spec["name"], **spec["kwargs"])
+            num_workers = int(state["config"].get("num_workers", 1))
+            env = _make_env(spec["name"], num_workers, **spec["kwargs"])
         trainer = cls(
             env,
             state["algo"],
