@@ -260,6 +260,9 @@ class Plan:
     steps: int
 
 
+#: config fields that never change a number (how the work is spread): a resumed run may use
+#: other values than the run's own
+EXECUTION_FIELDS = ("num_workers",)
 #: RunSpec fields a resumed run must agree on when the user states them
 _RESUME_CHECKED = ("env", "algo", "seed", "preset", "utility_noise")
 
@@ -315,6 +318,9 @@ def plan(
         )
     if spec is not None:
         _check_matches(out, stored, spec, given)
+        execution = {k: v for k, v in spec.overrides.items() if k in EXECUTION_FIELDS}
+        if execution:
+            stored = dataclasses.replace(stored, overrides={**stored.overrides, **execution})
     if steps is not None:
         stored = dataclasses.replace(stored, steps=steps)
     target = stored.target_steps()
@@ -332,6 +338,8 @@ def _check_matches(out: Path, stored: RunSpec, asked: RunSpec, given: tuple[str,
         if key == "overrides":
             effective = json.loads(json.dumps(stored.config().to_dict(), default=list))
             for k, v in asked.overrides.items():
+                if k in EXECUTION_FIELDS:
+                    continue
                 have = effective.get(k, stored.overrides.get(k))
                 if k == "env_kwargs" and isinstance(v, dict):  # only the keywords stated
                     have = {kk: (have or {}).get(kk) for kk in v}
@@ -377,12 +385,17 @@ def open_trainer(p: Plan, provenance: Mapping[str, Any] | None = None):
             allocator=allocator,
         )
     record = _read_json(p.out / SPEC_FILE) or p.spec.to_json()  # an older run gets its spec
-    if record.get("steps") != p.steps or not (p.out / SPEC_FILE).exists():
-        write_json_atomic(p.out / SPEC_FILE, {**record, "steps": p.steps})
+    update = {"steps": p.steps, "overrides": p.spec.to_json()["overrides"]}
+    if any(record.get(k) != v for k, v in update.items()) or not (p.out / SPEC_FILE).exists():
+        write_json_atomic(p.out / SPEC_FILE, {**record, **update})
     from kl_alloc.rl.checkpoint import CheckpointError
 
     try:
-        return Trainer.resume(p.out, allocator=p.spec.make_allocator(p.spec.config()))
+        return Trainer.resume(
+            p.out,
+            allocator=p.spec.make_allocator(p.spec.config()),
+            num_workers=p.spec.overrides.get("num_workers"),
+        )
     except CheckpointError as exc:
         raise RunError(str(exc), p.out) from None
 

@@ -175,3 +175,16 @@ def test_debug_shows_the_traceback(tmp_path, capsys):
     with pytest.raises(SystemExit):
         cli("--debug", "train", "--env", "matrix", "--set", "delta=abc", "--out", tmp_path / "x")
     assert "Traceback" in capsys.readouterr().err
+
+
+def test_resume_may_change_the_worker_count_only(tmp_path, capsys):
+    """num_workers never changes a number, so a run may continue with another count; any other
+    setting that differs is refused."""
+    out = tmp_path / "w"
+    spec = RunSpec("matrix", "hatrpo", seed=0, steps=STEPS, overrides={"checkpoint_every": 1})
+    with pytest.raises(Killed):
+        execute(spec, out, callback=kill_at(1))
+    p = plan(out, RunSpec("?", overrides={"num_workers": 3}), resume=True, given=("overrides",))
+    assert p.action == "resume" and p.spec.overrides["num_workers"] == 3
+    err = error_line(capsys, "train", "--out", out, "--resume", "--set", "delta=0.5")
+    assert "delta=0.5" in err

@@ -596,13 +596,18 @@ class Trainer:
         env: MultiAgentEnv | None = None,
         allocator: Allocator | None = None,
         eval_env: MultiAgentEnv | None = None,
+        num_workers: int | None = None,
     ) -> Trainer:
-        """Continue the run in ``run_dir`` from its checkpoint (logs are cut back to it)."""
+        """Continue the run in ``run_dir`` from its checkpoint (logs are cut back to it).
+        ``num_workers`` may differ from the run's own: the numbers do not depend on it."""
         run_dir = Path(run_dir)
         path = run_dir / CHECKPOINT
         if not path.exists():
             raise FileNotFoundError(f"run_dir: no checkpoint.pt in {run_dir}")
-        trainer = cls._from_state(ckpt_io.load(path), env, run_dir, allocator, eval_env, True)
+        state = ckpt_io.load(path)
+        if num_workers is not None:
+            state["config"] = {**state["config"], "num_workers": int(num_workers)}
+        trainer = cls._from_state(state, env, run_dir, allocator, eval_env, True)
         logger.info("resuming %s at iteration %d", run_dir, trainer.iteration)
         return trainer
 
