@@ -419,7 +419,9 @@ SweepResult = RunResult
 
 class _Status:
     """A tqdm bar over the runs to do (its ETA), with done / running / failed counts; without
-    a bar, a log line with the ETA at most every 10 s."""
+    a bar, a log line whenever a run ends, else at most every ``LOG_EVERY`` seconds."""
+
+    LOG_EVERY = 600.0
 
     def __init__(self, total: int, skipped: int, enabled: bool, name: str) -> None:
         from tqdm.auto import tqdm
@@ -443,7 +445,7 @@ class _Status:
                              skipped=self.skipped, refresh=False)  # fmt: skip
         if finished:
             self.bar.update(finished)
-        if self.enabled or not finished and time.monotonic() - self._last_log < 10:
+        if self.enabled or not finished and time.monotonic() - self._last_log < self.LOG_EVERY:
             return
         self._last_log = time.monotonic()
         n = self.done + self.failed
