@@ -126,3 +126,17 @@ def test_sweep_and_report_on_the_users_rule_and_env(tmp_path):
     for label in ("HATRPO", "lopsided"):
         (line,) = [ln for ln in lines if ln.startswith(f"| {label} ")]
         assert f"{rows[label.lower()]['final_mean']:.3f}"[:4] in line, line
+
+
+def test_a_sibling_update_plugs_in_with_its_allocator(tmp_path):
+    """A sibling algorithm (its own per-agent step) is one user file: the allocator names its
+    update class, and --algo brings both."""
+    out = tmp_path / "sibling"
+    kl("train", "--env", "matrix", "--algo", "my_rules:HalfRadiusUniform", "--steps", 8000,
+       "--out", out, "--no-progress")  # fmt: skip
+    agents = [a for r in records(out) for a in r["agents"] if a["accepted"]]
+    assert agents and all(a["kl"] <= 0.5 * a["radius"] * (1 + 1e-6) for a in agents)
+    base = tmp_path / "base"
+    kl("train", "--env", "matrix", "--algo", "hatrpo", "--steps", 8000, "--out", base,
+       "--no-progress")  # fmt: skip
+    assert any(a["kl"] > 0.5 * a["radius"] for r in records(base) for a in r["agents"])

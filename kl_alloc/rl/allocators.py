@@ -89,6 +89,10 @@ class Allocator:
 
     name = "base"
     carry_leftover = False
+    #: the sequential update that runs this allocator (None: the TRPO
+    #: :class:`~kl_alloc.rl.update.SequentialUpdate`); a sibling algorithm names its own
+    #: subclass here, so ``--algo pkg.mod:MyAllocator`` brings its update along
+    update_class = None
 
     @classmethod
     def from_config(cls, config) -> Allocator:

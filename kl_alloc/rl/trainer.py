@@ -192,7 +192,9 @@ class Trainer:
         self.collector = RolloutCollector(
             env, self.policies, config.normalize_obs, config.obs_clip, device=self.device
         )
-        self.updater = SequentialUpdate(
+        # a sibling update (another per-agent step) comes with its allocator: update_class
+        update_class = getattr(self.allocator, "update_class", None) or SequentialUpdate
+        self.updater = update_class(
             self.policies,
             self.allocator,
             TRPOSettings(

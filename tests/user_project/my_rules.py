@@ -27,3 +27,23 @@ class LopsidedSplit(Allocator):
             deltas[cand[0]] = self.share * signals.budget
             deltas[cand[1:]] = (1 - self.share) * signals.budget / (len(cand) - 1)
         return cand, deltas
+
+
+# -- a sibling algorithm: another per-agent step under the same measure -> allocate -> commit --
+
+from kl_alloc.rl.allocators import UniformAllocator  # noqa: E402
+from kl_alloc.rl.update import SequentialUpdate  # noqa: E402
+
+
+class HalfRadiusUpdate(SequentialUpdate):
+    """Each agent steps to half its allocated KL radius (a stand-in for a HAPPO-style sibling:
+    only the per-agent step differs)."""
+
+    def agent_step(self, context, i, radius):
+        return super().agent_step(context, i, 0.5 * radius)
+
+
+class HalfRadiusUniform(UniformAllocator):
+    """HATRPO's uniform split, run by :class:`HalfRadiusUpdate`."""
+
+    update_class = HalfRadiusUpdate
