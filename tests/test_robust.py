@@ -166,3 +166,31 @@ def test_rliable_missing_names_the_extra(monkeypatch):
     with pytest.raises(ImportError, match=r"kl_alloc\[analysis\]"):
         robust.require_rliable()
     assert not robust.has_rliable()
+
+
+def test_evidence_script_writes_summary_figures_and_readme(sweep_runs, tmp_path):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "evidence.py"
+    spec = importlib.util.spec_from_file_location("evidence", path)
+    evidence = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(evidence)
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# x\n{evidence.START}\nold\n{evidence.END}\nafter\n")
+    out = tmp_path / "out"
+    argv = ["--runs", str(sweep_runs), "--out", str(out), "--readme", str(readme)]
+    assert evidence.main([*argv, "--resamples", "50"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    g4 = [r for r in summary["runs"] if r["task"] == "a" and r["method"] == "hatrpo-g"][-1]
+    assert g4 == g4 | {"seed": 4, "finished": False, "env_steps": 60 * STEP}
+    run = load_run(sweep_runs / "a" / "hatrpo-g" / "seed-4")
+    keep = run.eval_env_steps >= 54 * STEP  # last 10% of the 60k steps it reached
+    assert g4["final_score"] == pytest.approx(run.eval_return_mean[keep].mean())
+    assert summary["main_tasks"] == ["a", "b"] and summary["control_tasks"] == []
+    assert {p.name for p in out.glob("*.png")} == {"curves.png", "profiles.png", "poi.png"}
+    text = readme.read_text()
+    assert "old" not in text and text.endswith(f"{evidence.END}\nafter\n")
+    assert "29 of 30 runs finished" in text and "a/hatrpo-g/seed-4 (0.06M)" in text
+    assert "HATRPO-W > HATRPO" in text
+    assert evidence.control_tasks(["ant-2x4", "ant-2x4-damping", "hc"]) == {"ant-2x4-damping"}
