@@ -29,6 +29,7 @@ fields both have; a group without a match gets no improvement or variance ratio.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -48,14 +49,15 @@ from kl_alloc.analysis.metrics import (
     default_threshold,
     env_key,
     final_mean_action,
-    final_value,
     find_runs,
     in_basin,
     samples_to_reach,
     spread,
     time_breakdown,
+    truncate,
     wilson_interval,
 )
+from kl_alloc.analysis.robust import FRACTION, final_score, steps_reached
 from kl_alloc.analysis.tables import render_markdown
 from kl_alloc.methods import method_sort_key
 from kl_alloc.rundir import RunData, load_run, provenance
@@ -200,13 +202,14 @@ class _Stats:
     threshold: float | None
     resamples: int
     seed: int
+    fraction: float = FRACTION
 
 
 def _group_row(
     method: str, pkey: str, runs: list[RunSummary], members: list[RunSummary], st: _Stats
 ) -> dict[str, Any]:
     """The report row of one (method, swept values) group over its used ``runs``."""
-    finals = [final_value(s.data, st.metric) for s in runs]
+    finals = [final_score(s.data, st.metric, st.fraction) for s in runs]
     finals_ok = [v for v in finals if math.isfinite(v)]
     lo, hi = bootstrap_mean_ci(finals_ok, st.resamples, st.seed)
     row: dict[str, Any] = {
@@ -220,6 +223,7 @@ def _group_row(
         "found": sum(1 for s in members if s.method == method and params_key(s.params) == pkey),
         "unfinished": sum(not s.finished for s in runs),
         "seeds": [s.seed for s in runs],
+        "steps_reached": [steps_reached(s.data) for s in runs],
         "final": finals,
         "final_mean": float(np.mean(finals_ok)) if finals_ok else math.nan,
         "final_std": float(np.std(finals_ok, ddof=1)) if len(finals_ok) > 1 else math.nan,
@@ -305,17 +309,17 @@ def _task_report(
     task: str,
     members: list[RunSummary],
     baseline: str,
-    threshold: float | None,
-    resamples: int,
-    seed: int,
+    st: _Stats,
     include_unfinished: bool,
+    common_steps: float | None,
 ) -> dict[str, Any]:
-    used = [s for s in members if (s.finished or include_unfinished) and s.data.iteration.size]
+    used = _used_runs(members, include_unfinished, common_steps)
     metric = choose_metric([s.data for s in used])
     env_name = members[0].env_name
+    threshold = st.threshold
     if threshold is None and used:
         threshold = default_threshold(env_name, metric, used[0].data)
-    st = _Stats(metric, threshold, resamples, seed)
+    st = dataclasses.replace(st, metric=metric, threshold=threshold)
     groups: dict[tuple[str, str], list[RunSummary]] = {}
     for s in members:
         groups.setdefault((s.method, params_key(s.params)), [])
@@ -334,7 +338,40 @@ def _task_report(
         "threshold": threshold,
         "n_agents": members[0].n_agents,
         "rows": rows,
+        "runs": [_run_status(s, used) for s in sorted(members, key=_run_order)],
     }
+
+
+def _run_order(s: RunSummary) -> tuple:
+    return (method_sort_key(s.method), params_key(s.params), s.seed)
+
+
+def _run_status(s: RunSummary, used: list[RunSummary]) -> dict[str, Any]:
+    """What a report says of every run it found: steps reached, finished, used."""
+    return {
+        "method": s.method,
+        "params": s.params,
+        "seed": s.seed,
+        "run_dir": display_path(s.run_dir),
+        "finished": s.finished,
+        "steps": steps_reached(s.data),
+        "used": any(u.run_dir == s.run_dir for u in used),
+    }
+
+
+def _used_runs(
+    members: list[RunSummary], include_unfinished: bool, common_steps: float | None
+) -> list[RunSummary]:
+    """The runs a task's statistics use: finished ones (and, with ``include_unfinished``, the
+    others as far as they got); with ``common_steps``, every run that reached that many env
+    steps, finished or not, cut back to it (its final score is then taken at that point)."""
+    if common_steps is None:
+        return [s for s in members if (s.finished or include_unfinished) and s.data.iteration.size]
+    out = []
+    for s in members:
+        if s.data.iteration.size and steps_reached(s.data) >= common_steps:
+            out.append(dataclasses.replace(s, data=truncate(s.data, common_steps)))
+    return out
 
 
 def _failed_runs(paths: Sequence[Path]) -> list[dict[str, Any]]:
@@ -355,18 +392,47 @@ def build_report(
     seed: int = 0,
     include_unfinished: bool = False,
     summaries: Sequence[RunSummary] | None = None,
+    fraction: float = FRACTION,
+    common_steps: float | None = None,
+    robust: bool = True,
+    aggregate_tasks: Sequence[str] | None = None,
+    profile_resamples: int = 2000,
 ) -> dict[str, Any]:
-    """The aggregated results of the runs under ``paths`` (JSON-ready; see the module doc)."""
+    """The aggregated results of the runs under ``paths`` (JSON-ready; see the module doc).
+
+    ``fraction``: the share of training whose evaluations make a run's final score;
+    ``common_steps``: compare every run that reached this many env steps at that point
+    (finished or not); ``robust``: add IQM, probability of improvement, variance ratios and
+    performance profiles (needs rliable: ImportError naming the extra);
+    ``aggregate_tasks``: the tasks of the aggregate across tasks (default: all)."""
+    if not 0 < fraction <= 1:
+        raise ValueError(f"fraction: expected a value in (0, 1], got {fraction}")
+    if common_steps is not None and not common_steps > 0:
+        raise ValueError(f"common_steps: expected a positive step count, got {common_steps}")
+    if robust:
+        from kl_alloc.analysis.robust import require_rliable
+
+        require_rliable()
     paths = [Path(p) for p in paths]
     if summaries is None:
         summaries = summarize_runs(paths)
     tasks: dict[str, list[RunSummary]] = {}
     for s in summaries:
         tasks.setdefault(s.task, []).append(s)
+    st = _Stats("", threshold, resamples, seed, fraction)
     out_tasks = [
-        _task_report(task, members, baseline, threshold, resamples, seed, include_unfinished)
+        _task_report(task, members, baseline, st, include_unfinished, common_steps)
         for task, members in sorted(tasks.items())
     ]
+    agg = None
+    if robust:
+        from kl_alloc.analysis import robust_report
+
+        for task in out_tasks:
+            robust_report.add_task_statistics(task, baseline, resamples, seed, profile_resamples)
+        names = set(aggregate_tasks) if aggregate_tasks is not None else None
+        chosen = [t for t in out_tasks if names is None or t["task"] in names]
+        agg = robust_report.aggregate(chosen, baseline, resamples, seed, profile_resamples)
     prov = provenance()
     return _nan_to_none(
         {
@@ -379,8 +445,12 @@ def build_report(
             "runs": len(summaries),
             "finished": sum(s.finished for s in summaries),
             "include_unfinished": include_unfinished,
+            "fraction": fraction,
+            "common_steps": common_steps,
+            "robust": robust,
             "failed": _failed_runs(paths),
             "tasks": out_tasks,
+            "aggregate": agg,
         }
     )
 
@@ -413,12 +483,12 @@ def write_report(
     include_unfinished: bool = False,
 ) -> list[Path]:
     """Write ``report.json``, ``report.md`` and the figures (PNG) into ``out_dir``."""
-    from kl_alloc.analysis import sweep_figures
+    from kl_alloc.analysis import robust_figures, sweep_figures
     from kl_alloc.analysis.figures import save
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    for stale in ("curves", "sweep", "overhead", "allocation", "allocation_*"):
+    for stale in ("curves", "sweep", "overhead", "allocation", "allocation_*", "profiles", "poi"):
         for old in out.glob(f"{stale}.png"):  # figures of an earlier report of other runs
             old.unlink()
     if summaries is None:
@@ -432,6 +502,8 @@ def write_report(
     emit(sweep_figures.plot_curves(report, summaries, include_unfinished), "curves")
     emit(sweep_figures.plot_sweeps(report), "sweep")
     emit(sweep_figures.plot_overhead(report), "overhead")
+    emit(robust_figures.plot_profiles(report), "profiles")
+    emit(robust_figures.plot_poi(report), "poi")
     if heatmaps:
         for task in report["tasks"]:
             stem = "allocation" if len(report["tasks"]) == 1 else f"allocation_{task['task']}"
@@ -452,11 +524,12 @@ def make_report(
     heatmaps: bool = True,
     title: str = "",
     include_unfinished: bool = False,
+    **options: Any,
 ) -> tuple[dict[str, Any], list[Path]]:
-    """:func:`build_report` + :func:`write_report`."""
+    """:func:`build_report` (``options``: its keyword arguments) + :func:`write_report`."""
     summaries = summarize_runs(paths)
     report = build_report(
-        paths, baseline, threshold, resamples, seed, include_unfinished, summaries
+        paths, baseline, threshold, resamples, seed, include_unfinished, summaries, **options
     )
     files = write_report(report, out_dir, summaries, heatmaps, title, include_unfinished)
     return report, files

@@ -126,6 +126,108 @@ def task_table(task: dict[str, Any]) -> str:
     )
 
 
+# -- the robust statistics of a report ------------------------------------------------------------
+
+
+def _ci(d: dict[str, Any] | None, digits: int = 3) -> str:
+    if not d or d.get("value") is None:
+        return "-"
+    text = _f(d["value"], digits)
+    if d.get("lo") is None and d.get("hi") is None:
+        return text
+    return f"{text} [{_f(d.get('lo'), digits)}, {_f(d.get('hi'), digits)}]"
+
+
+def runs_used_line(report: dict[str, Any]) -> str:
+    """Which runs the statistics use (finished only, all as far as they got, or a common
+    step count), and the final-score window."""
+    pct = f"{100 * report.get('fraction', 0.1):g}%"
+    if report.get("common_steps"):
+        which = (
+            f"every run that reached {_steps(report['common_steps'])} env steps, finished or not, "
+            f"cut back to that point (a common-step comparison)"
+        )
+    elif report.get("include_unfinished"):
+        which = "finished and unfinished runs, each as far as it got (--include-unfinished)"
+    else:
+        which = "finished runs only (done.json)"
+    return (
+        f"Runs used: {which}. Final score of a run: mean of its evaluations in the last {pct} "
+        "of the env steps it reached (the last expected reward on the games)."
+    )
+
+
+def robust_task_tables(task: dict[str, Any]) -> list[str]:
+    """IQM per group, P(X > Y) and variance ratios of one task (Markdown lines)."""
+    if "comparisons" not in task:
+        return []
+    lines = []
+    rows = []
+    for r in task["rows"]:
+        reached = r.get("steps_reached") or []
+        rows.append(
+            [
+                group_label(r["method"], r["params"]),
+                f"{r['n']}/{r['found']}",
+                r.get("unfinished", 0),
+                f"{_steps(min(reached))}-{_steps(max(reached))}" if reached else "-",
+                _f(r.get("final_mean"), 5),
+                _ci(r.get("iqm"), 5),
+            ]
+        )
+    headers = ["group", "runs used/found", "unfinished used", "steps reached", "mean", "IQM [95%]"]
+    lines += ["", format_table(headers, rows)]
+    if task["comparisons"]:
+        poi = [
+            [
+                f"{method_label(c['x'])} > {method_label(c['y'])}",
+                params_label(c["params"]) or "-",
+                _ci(c["poi"]),
+            ]
+            for c in task["comparisons"]
+        ]
+        lines += ["", format_table(["P(X > Y)", "swept", "P [95% CI]"], poi)]
+    if task.get("variance"):
+        var = [
+            [
+                f"{method_label(v['x'])} / {method_label(v['y'])}",
+                params_label(v["params"]) or "-",
+                f"{v['n'][0]} / {v['n'][1]}",
+                _ci(v["ratio"]),
+            ]
+            for v in task["variance"]
+        ]
+        lines += ["", format_table(["variance ratio", "swept", "seeds", "ratio [95% CI]"], var)]
+    return lines
+
+
+def aggregate_lines(agg: dict[str, Any] | None) -> list[str]:
+    """The aggregate across tasks (normalised scores) as Markdown lines."""
+    if not agg:
+        return []
+    lines = [
+        "## Across tasks: " + ", ".join(agg["tasks"]),
+        "",
+        f"Scores normalised {agg['normalisation']} (0 = the task's worst run, 1 = its best).",
+        "",
+    ]
+    rows = [
+        [group_label(g["method"], g["params"]), g["runs"], _ci(g["iqm"])] for g in agg["groups"]
+    ]
+    lines.append(format_table(["group", "runs per task", "IQM [95% CI]"], rows))
+    if agg["comparisons"]:
+        poi = [
+            [
+                f"{method_label(c['x'])} > {method_label(c['y'])}",
+                params_label(c["params"]) or "-",
+                _ci(c["poi"]),
+            ]
+            for c in agg["comparisons"]
+        ]
+        lines += ["", format_table(["P(X > Y)", "swept", "P [95% CI]"], poi)]
+    return lines + [""]
+
+
 # -- a report's page -------------------------------------------------------------------------------
 
 
@@ -167,6 +269,15 @@ def render_markdown(report: dict[str, Any], figures: Sequence[str] = (), title: 
             "Runs without done.json (killed, failed or still running) are included as far as "
             "they got: their 'final' value is the last one logged.",
         ]
+    lines += ["", runs_used_line(report)]
+    if report.get("robust"):
+        lines += [
+            "",
+            "Robust statistics (Agarwal et al. 2021, rliable): IQM = mean of the middle 50% of "
+            "the final scores; P(X > Y) = probability that a run of X scores above a run of Y "
+            "(Mann-Whitney); intervals: 95% stratified percentile bootstrap; performance "
+            "profiles on scores normalised min-max over all runs of the task.",
+        ]
     lines += _provenance_lines(report)
     lines.append("")
     for task in report["tasks"]:
@@ -174,7 +285,9 @@ def render_markdown(report: dict[str, Any], figures: Sequence[str] = (), title: 
             f"## {task['task']} ({task['env']}, {task['n_agents']} agents; metric: "
             f"{task['metric']})"
         )
-        lines += ["", task_table(task), ""]
+        lines += ["", task_table(task)]
+        lines += robust_task_tables(task) + [""]
+    lines += aggregate_lines(report.get("aggregate"))
     if report["failed"]:
         lines += ["## Failed runs", ""]
         lines += [f"- `{f['run_dir']}`: {f['error']}" for f in report["failed"]]

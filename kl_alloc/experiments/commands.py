@@ -106,6 +106,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         print(f"  FAILED {f['run_dir']}: {f['error']}", file=sys.stderr)
     if not args.no_report:
         from kl_alloc.analysis.report import make_report
+        from kl_alloc.analysis.robust import has_rliable
 
         out = args.report or spec.report_out or spec.out / "report"
         opts = spec.report
@@ -118,6 +119,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                 resamples=int(opts.get("resamples", 10_000)),
                 seed=int(opts.get("seed", 0)),
                 title=f"Sweep {spec.name}",
+                robust=has_rliable(),  # without the analysis extra: the plain report
             )
             print(f"report: {files[0]}")
         except ValueError as exc:  # e.g. every trial failed: nothing to aggregate
@@ -140,9 +142,13 @@ def cmd_report(args: argparse.Namespace) -> int:
             heatmaps=not args.no_heatmaps,
             title=args.title or "",
             include_unfinished=args.include_unfinished,
+            fraction=args.fraction,
+            common_steps=args.at_steps,
+            robust=not args.no_robust,
+            aggregate_tasks=args.aggregate_tasks.split(",") if args.aggregate_tasks else None,
         )
-    except (FileNotFoundError, ValueError) as exc:
-        return _error(str(exc))
+    except (FileNotFoundError, ValueError, ImportError) as exc:
+        return _error(str(exc) + (" (or pass --no-robust)" if isinstance(exc, ImportError) else ""))
     if not args.quiet_table:
         print(files[0].read_text())
     print("wrote " + ", ".join(str(f) for f in files))
@@ -244,6 +250,30 @@ def add_report_parser(subparsers, formatter_class=argparse.ArgumentDefaultsHelpF
         "--include-unfinished",
         action="store_true",
         help="also aggregate runs without done.json (as far as they got)",
+    )
+    p.add_argument(
+        "--at-steps",
+        type=float,
+        default=None,
+        metavar="N",
+        help="compare every run that reached N env steps (finished or not) at N",
+    )
+    p.add_argument(
+        "--fraction",
+        type=float,
+        default=0.1,
+        help="final score of a run: mean of its evaluations over this last share of training",
+    )
+    p.add_argument(
+        "--no-robust",
+        action="store_true",
+        help="skip IQM, probability of improvement and performance profiles (no rliable)",
+    )
+    p.add_argument(
+        "--aggregate-tasks",
+        default=None,
+        metavar="T1,T2",
+        help="tasks of the aggregate across tasks (default: all)",
     )
     p.add_argument("--quiet-table", action="store_true", help="do not print the Markdown report")
     p.set_defaults(func=cmd_report)

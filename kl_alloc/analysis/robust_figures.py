@@ -1,0 +1,150 @@
+"""Figures of the robust statistics (:mod:`kl_alloc.analysis.robust_report`): performance
+profiles with bootstrap bands, probability of improvement with intervals, and learning curves
+with a bootstrap band of the mean over seeds.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from matplotlib.ticker import EngFormatter
+
+from kl_alloc.analysis.figures import new_figure
+from kl_alloc.analysis.metrics import run_curve
+from kl_alloc.analysis.robust import curve_band
+from kl_alloc.analysis.tables import group_label, params_label
+from kl_alloc.methods import method_label
+
+
+def _colors(n: int) -> list:
+    from matplotlib import colormaps
+
+    cmap = colormaps["tab10" if n <= 10 else "viridis"]
+    return [cmap(i if n <= 10 else i / max(n - 1, 1)) for i in range(n)]
+
+
+def _profile_panels(report: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    panels = [(t["task"], t.get("profile") or {}) for t in report["tasks"]]
+    agg = report.get("aggregate")
+    if agg:
+        panels.append((f"all of {', '.join(agg['tasks'])}", agg.get("profile") or {}))
+    return [(name, prof) for name, prof in panels if prof]
+
+
+def plot_profiles(report: dict[str, Any]):
+    """Performance profiles: fraction of runs with normalised score > tau, 95% bands."""
+    panels = _profile_panels(report)
+    if not panels:
+        return None
+    cols = min(3, len(panels))
+    rows = math.ceil(len(panels) / cols)
+    fig = new_figure(5.2 * cols, 3.8 * rows)
+    axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).ravel()
+    for ax, (name, prof) in zip(axes, panels, strict=False):
+        for color, (key, p) in zip(_colors(len(prof)), prof.items(), strict=True):
+            info = json.loads(key)
+            tau = np.asarray(p["tau"], float)
+            ax.plot(tau, p["value"], color=color, label=group_label(info["method"], info["params"]))
+            lo = np.asarray([np.nan if v is None else v for v in p["lo"]], float)
+            hi = np.asarray([np.nan if v is None else v for v in p["hi"]], float)
+            ax.fill_between(tau, lo, hi, color=color, alpha=0.15, lw=0)
+        ax.set_title(name, fontsize="medium")
+        ax.set_xlabel("normalised score threshold tau (min-max per task)")
+        ax.set_ylabel("fraction of runs with score > tau")
+        ax.set_ylim(-0.02, 1.02)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize="x-small", loc="best")
+    for ax in axes[len(panels) :]:
+        ax.set_visible(False)
+    fig.suptitle("performance profiles (band: 95% stratified bootstrap)", fontsize="medium")
+    return fig
+
+
+def _poi_items(report: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    items = []
+    for t in report["tasks"]:
+        for c in t.get("comparisons") or []:
+            items.append((t["task"], c))
+    agg = report.get("aggregate")
+    for c in (agg or {}).get("comparisons") or []:
+        items.append(("all tasks", c))
+    return items
+
+
+def plot_poi(report: dict[str, Any]):
+    """P(X > Y) per task (and across tasks) with 95% intervals; 0.5 = no difference."""
+    items = _poi_items(report)
+    if not items:
+        return None
+    fig = new_figure(7.5, 0.8 + 0.32 * len(items))
+    ax = fig.subplots()
+    labels = []
+    for k, (task, c) in enumerate(items):
+        p = c["poi"]
+        labels.append(
+            f"{task}: {method_label(c['x'])} > {method_label(c['y'])}"
+            + (f" ({params_label(c['params'])})" if c["params"] else "")
+        )
+        if p.get("value") is None:
+            continue
+        lo, hi = p.get("lo"), p.get("hi")
+        if lo is not None and hi is not None:
+            ax.plot([lo, hi], [k, k], color="C0", lw=4, alpha=0.5, solid_capstyle="butt")
+        ax.plot([p["value"]], [k], "o", color="C0")
+    ax.axvline(0.5, color="k", ls=":", lw=0.8)
+    ax.set_yticks(range(len(items)), labels, fontsize="x-small")
+    ax.invert_yaxis()
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("probability of improvement P(X > Y) [95% CI]")
+    ax.grid(alpha=0.3, axis="x")
+    return fig
+
+
+def plot_curves_ci(
+    report: dict[str, Any],
+    summaries: Sequence[Any],
+    include_unfinished: bool = True,
+    resamples: int = 1000,
+):
+    """Learning curves per task and group: mean over seeds, 95% bootstrap band of the mean."""
+    groups: dict[str, dict[str, list]] = {}
+    for s in summaries:
+        if (s.finished or include_unfinished) and s.data.iteration.size:
+            key = json.dumps({"method": s.method, "params": s.params}, sort_keys=True)
+            groups.setdefault(s.task, {}).setdefault(key, []).append(s)
+    tasks = [t for t in report["tasks"] if t["task"] in groups]
+    if not tasks:
+        return None
+    cols = min(3, len(tasks))
+    rows = math.ceil(len(tasks) / cols)
+    fig = new_figure(5.2 * cols, 3.8 * rows)
+    axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).ravel()
+    for ax, task in zip(axes, tasks, strict=False):
+        tg = groups[task["task"]]
+        for color, key in zip(_colors(len(tg)), sorted(tg), strict=True):
+            info = json.loads(key)
+            x, mean, lo, hi = curve_band(
+                [run_curve(s.data, task["metric"]) for s in tg[key]], resamples
+            )
+            if not x.size:
+                continue
+            label = f"{group_label(info['method'], info['params'])} (n={len(tg[key])})"
+            ax.plot(x, mean, color=color, lw=1.4, label=label)
+            ax.fill_between(x, lo, hi, color=color, alpha=0.18, lw=0)
+        ax.set_title(task["task"], fontsize="medium")
+        ax.set_xlabel("env steps")
+        ax.xaxis.set_major_formatter(EngFormatter(sep=""))
+        ax.set_ylabel(task["metric"].replace("_", " "))
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize="x-small", loc="best")
+    for ax in axes[len(tasks) :]:
+        ax.set_visible(False)
+    fig.suptitle("learning curves: mean over seeds, band 95% bootstrap CI", fontsize="medium")
+    return fig
+
+
+__all__ = ["plot_curves_ci", "plot_poi", "plot_profiles"]

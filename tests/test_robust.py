@@ -1,0 +1,196 @@
+"""Robust metrics (final score, IQM, probability of improvement, profiles, variance ratio) on
+synthetic run directories, checked against numpy and against rliable's own functions."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+rliable = pytest.importorskip("rliable")
+from rliable import metrics as rl_metrics  # noqa: E402
+
+from kl_alloc.analysis import robust  # noqa: E402
+from kl_alloc.analysis.report import build_report  # noqa: E402
+from kl_alloc.rundir import load_run  # noqa: E402
+
+STEP = 1000  # env steps per iteration; an evaluation every 10 iterations
+
+
+def write_run(root, task, method, seed, evals, total, finished=True):
+    """A tiny run directory: config/spec/trial JSON, progress.jsonl up to ``total`` steps,
+    ``evals`` = [(env_steps, return), ...] in eval.jsonl, done.json when finished."""
+    d = root / task / method / f"seed-{seed}"
+    d.mkdir(parents=True)
+    env = {"name": "toy", "kwargs": {}, "n_agents": 2}
+    (d / "config.json").write_text(json.dumps({"algo": method, "seed": seed, "env": env}))
+    (d / "spec.json").write_text(json.dumps({"env": "toy", "algo": method, "seed": seed}))
+    trial = {"task": task, "method": method, "algo": method, "params": {}}
+    (d / "trial.json").write_text(json.dumps(trial))
+    agents = [{"agent": i, "kl": 0.001} for i in range(2)]
+    with open(d / "progress.jsonl", "w") as f:
+        for it in range(1, total // STEP + 1):
+            rec = {"iteration": it, "env_steps": it * STEP, "seconds_per_iter": 0.1}
+            f.write(json.dumps(rec | {"agents": agents}) + "\n")
+    with open(d / "eval.jsonl", "w") as f:
+        for steps, ret in evals:
+            f.write(json.dumps({"env_steps": steps, "return_mean": ret, "episodes": 10}) + "\n")
+    if finished:
+        (d / "done.json").write_text(json.dumps({"env_steps": total}))
+    return d
+
+
+def curve(final, total=100 * STEP, every=10 * STEP, seed=0):
+    """Evaluations rising linearly to ``final`` with a little noise."""
+    rng = np.random.default_rng(seed)
+    xs = np.arange(every, total + 1, every)
+    return [(int(x), float(final * x / total + rng.normal(0, 0.01))) for x in xs]
+
+
+def test_final_score_is_the_mean_of_the_last_tenth(tmp_path):
+    evals = [(s, float(s)) for s in range(5000, 100_001, 5000)]  # 20 evaluations
+    run = load_run(write_run(tmp_path, "t", "hatrpo", 0, evals, 100_000))
+    # last 10% of 100k steps: evaluations at 90k, 95k, 100k
+    assert robust.final_score(run, "eval_return") == pytest.approx(np.mean([90e3, 95e3, 100e3]))
+    assert robust.final_score(run, "eval_return", 0.25) == pytest.approx(
+        np.mean([s for s in range(75_000, 100_001, 5000)])
+    )
+    assert robust.steps_reached(run) == 100_000
+    with pytest.raises(ValueError, match="fraction"):
+        robust.final_score(run, "eval_return", 0.0)
+
+
+def test_iqm_poi_profile_against_numpy_and_rliable():
+    rng = np.random.default_rng(3)
+    x, y = rng.normal(1.0, 1.0, (8, 3)), rng.normal(0.0, 1.0, (6, 3))
+    flat = np.sort(x.ravel())
+    cut = int(0.25 * flat.size)
+    assert robust.iqm(x) == pytest.approx(flat[cut : flat.size - cut].mean())
+    assert robust.iqm(x) == pytest.approx(rl_metrics.aggregate_iqm(x))
+    est = robust.iqm_interval(x, 500, seed=1)
+    assert est["lo"] < est["value"] < est["hi"]
+    assert est == robust.iqm_interval(x, 500, seed=1)  # seeded
+    # P(X > Y): per task the share of pairs with x > y (no ties here), averaged over tasks
+    direct = np.mean([(x[:, t, None] > y[None, :, t]).mean() for t in range(3)])
+    p = robust.probability_of_improvement(x, y, 500)
+    assert p["value"] == pytest.approx(direct)
+    assert p["value"] == pytest.approx(rl_metrics.probability_of_improvement(x, y))
+    assert p["lo"] <= p["value"] <= p["hi"]
+    prof = robust.performance_profile({"x": x}, [0.0, 1.0], 200)["x"]
+    assert prof["value"] == pytest.approx([(x > 0).mean(), (x > 1).mean()])
+    assert all(
+        lo <= v <= hi for lo, v, hi in zip(prof["lo"], prof["value"], prof["hi"], strict=True)
+    )
+
+
+def test_variance_ratio_and_normalisation():
+    a, b = [1.0, 3.0, 2.0, 5.0, 4.0], [2.0, 2.5, 3.0, 2.2, 2.7]
+    r = robust.variance_ratio(a, b, 1000)
+    assert r["value"] == pytest.approx(np.var(a, ddof=1) / np.var(b, ddof=1))
+    assert r["lo"] < r["value"] < r["hi"]
+    assert math.isnan(robust.variance_ratio([1.0], b)["value"])
+    norm = robust.minmax_normalise({"a": [1.0, 3.0], "b": [2.0, 5.0]})
+    assert norm["a"].tolist() == [0.0, 0.5] and norm["b"].tolist() == [0.25, 1.0]
+
+
+@pytest.fixture()
+def sweep_runs(tmp_path):
+    """Two tasks x 3 methods x 5 seeds (G: 4 finished + 1 unfinished on task a)."""
+    finals = {"hatrpo": 1.0, "hatrpo-w": 1.3, "hatrpo-g": 1.2}
+    for t, task in enumerate(("a", "b")):
+        for method, final in finals.items():
+            for seed in range(5):
+                unfinished = task == "a" and method == "hatrpo-g" and seed == 4
+                total = 60 * STEP if unfinished else 100 * STEP
+                evals = [e for e in curve(final * (1 + t), seed=seed) if e[0] <= total]
+                write_run(tmp_path, task, method, seed, evals, total, finished=not unfinished)
+    return tmp_path
+
+
+def test_report_robust_numbers(sweep_runs):
+    report = build_report([sweep_runs], resamples=100, profile_resamples=50)
+    json.dumps(report, allow_nan=False)
+    task = {t["task"]: t for t in report["tasks"]}["a"]
+    rows = {r["method"]: r for r in task["rows"]}
+    assert rows["hatrpo-g"]["n"] == 4 and rows["hatrpo-g"]["found"] == 5
+    status = [r for r in task["runs"] if r["method"] == "hatrpo-g" and r["seed"] == 4][0]
+    assert status == status | {"finished": False, "steps": 60 * STEP, "used": False}
+    # every row's final scores: the mean of the evaluations at >= 90k steps (90k, 100k)
+    for method, row in rows.items():
+        expect = []
+        for seed in row["seeds"]:
+            run = load_run(sweep_runs / "a" / method / f"seed-{seed}")
+            keep = run.eval_env_steps >= 90 * STEP
+            expect.append(run.eval_return_mean[keep].mean())
+        assert row["final"] == pytest.approx(expect)
+        assert row["iqm"]["value"] == pytest.approx(rl_metrics.aggregate_iqm(np.array(expect)))
+    pairs = [(c["x"], c["y"]) for c in task["comparisons"]]
+    assert pairs == [("hatrpo-w", "hatrpo"), ("hatrpo-g", "hatrpo"), ("hatrpo-w", "hatrpo-g")]
+    assert task["comparisons"][0]["poi"]["value"] == 1.0  # every W run beats every HATRPO run
+    var = {(v["x"], v["y"]): v for v in task["variance"]}
+    g, w = rows["hatrpo-g"]["final"], rows["hatrpo-w"]["final"]
+    assert var[("hatrpo-g", "hatrpo-w")]["ratio"]["value"] == pytest.approx(
+        np.var(g, ddof=1) / np.var(w, ddof=1)
+    )
+    agg = report["aggregate"]
+    assert agg["tasks"] == ["a", "b"]
+    g_agg = [x for x in agg["groups"] if x["method"] == "hatrpo-g"][0]
+    assert g_agg["runs"] == 4  # task a has 4 finished G seeds: 4 per task
+
+
+def test_report_include_unfinished_and_common_steps(sweep_runs):
+    inc = build_report([sweep_runs], resamples=100, include_unfinished=True, robust=False)
+    row = [r for r in inc["tasks"][0]["rows"] if r["method"] == "hatrpo-g"][0]
+    assert row["n"] == 5 and row["unfinished"] == 1 and max(row["steps_reached"]) == 100 * STEP
+    common = build_report([sweep_runs], resamples=100, common_steps=50 * STEP, robust=False)
+    row = [r for r in common["tasks"][0]["rows"] if r["method"] == "hatrpo-g"][0]
+    assert row["n"] == 5 and row["steps_reached"] == [50 * STEP] * 5
+    run = load_run(sweep_runs / "a" / "hatrpo-g" / "seed-0")
+    keep = (run.eval_env_steps >= 45 * STEP) & (run.eval_env_steps <= 50 * STEP)
+    assert row["final"][0] == pytest.approx(run.eval_return_mean[keep].mean())
+
+
+def test_rliable_missing_names_the_extra(monkeypatch):
+    import builtins
+
+    real = builtins.__import__
+
+    def fake(name, *args, **kwargs):
+        if name.startswith("rliable"):
+            raise ImportError("no rliable")
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", fake)
+    with pytest.raises(ImportError, match=r"kl_alloc\[analysis\]"):
+        robust.require_rliable()
+    assert not robust.has_rliable()
+
+
+def test_evidence_script_writes_summary_figures_and_readme(sweep_runs, tmp_path):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "evidence.py"
+    spec = importlib.util.spec_from_file_location("evidence", path)
+    evidence = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(evidence)
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# x\n{evidence.START}\nold\n{evidence.END}\nafter\n")
+    out = tmp_path / "out"
+    argv = ["--runs", str(sweep_runs), "--out", str(out), "--readme", str(readme)]
+    assert evidence.main([*argv, "--resamples", "50"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    g4 = [r for r in summary["runs"] if r["task"] == "a" and r["method"] == "hatrpo-g"][-1]
+    assert g4 == g4 | {"seed": 4, "finished": False, "env_steps": 60 * STEP}
+    run = load_run(sweep_runs / "a" / "hatrpo-g" / "seed-4")
+    keep = run.eval_env_steps >= 54 * STEP  # last 10% of the 60k steps it reached
+    assert g4["final_score"] == pytest.approx(run.eval_return_mean[keep].mean())
+    assert summary["main_tasks"] == ["a", "b"] and summary["control_tasks"] == []
+    assert {p.name for p in out.glob("*.png")} == {"curves.png", "profiles.png", "poi.png"}
+    text = readme.read_text()
+    assert "old" not in text and text.endswith(f"{evidence.END}\nafter\n")
+    assert "29 of 30 runs finished" in text and "a/hatrpo-g/seed-4 (0.06M)" in text
+    assert "HATRPO-W > HATRPO" in text
+    assert evidence.control_tasks(["ant-2x4", "ant-2x4-damping", "hc"]) == {"ant-2x4-damping"}
