@@ -35,7 +35,7 @@ import logging
 import math
 import os
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -47,9 +47,7 @@ from kl_alloc.analysis.metrics import (
     bootstrap_mean_ci,
     choose_metric,
     default_threshold,
-    env_key,
     final_mean_action,
-    find_runs,
     in_basin,
     samples_to_reach,
     spread,
@@ -58,128 +56,19 @@ from kl_alloc.analysis.metrics import (
     wilson_interval,
 )
 from kl_alloc.analysis.robust import FRACTION, final_score, steps_reached
+from kl_alloc.analysis.runs import (
+    RunSummary,
+    display_path,
+    params_key,
+    read_json,
+    row_order,
+    summarize_runs,
+)
 from kl_alloc.analysis.tables import render_markdown
 from kl_alloc.methods import method_sort_key
-from kl_alloc.rundir import RunData, load_run, provenance
+from kl_alloc.rundir import provenance
 
 logger = logging.getLogger(__name__)
-
-#: config fields never treated as swept when guessing them from config.json
-_NOT_SWEPT = ("seed", "checkpoint_every", "eval_every", "eval_episodes")
-
-
-# -- per run ---------------------------------------------------------------------------------------
-
-
-@dataclass
-class RunSummary:
-    run_dir: Path
-    task: str
-    method: str
-    algo: str
-    seed: int
-    params: dict[str, Any]
-    env_name: str
-    n_agents: int
-    finished: bool
-    data: RunData = field(repr=False)
-
-
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        return json.loads(path.read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return None
-
-
-def _flat_config(run: RunData) -> dict[str, Any]:
-    cfg = dict(run.config.get("config", {}) or {})
-    env_kwargs = cfg.pop("env_kwargs", {}) or {}
-    out = {k: v for k, v in cfg.items() if k not in _NOT_SWEPT}
-    spec_kwargs = run.config.get("env", {}).get("kwargs", {}) or {}
-    for k, v in {**env_kwargs, **spec_kwargs}.items():
-        if k not in ("num_envs", "seed"):
-            out[f"env.{k}"] = v
-    return out
-
-
-def _summarize(run_dir: Path) -> tuple[RunSummary, bool]:
-    """One run's summary, and whether its task/method were guessed (no trial.json)."""
-    data = load_run(run_dir)
-    trial = _read_json(run_dir / "trial.json")
-    env = data.config.get("env", {})
-    common = dict(
-        run_dir=run_dir,
-        seed=int(data.config.get("seed", -1)),
-        env_name=str(env.get("name", "?")),
-        n_agents=int(env.get("n_agents", 0)),
-        finished=data.done is not None,
-        data=data,
-    )
-    if trial is not None:
-        return RunSummary(
-            task=str(trial["task"]),
-            method=str(trial["method"]),
-            algo=str(trial["algo"]),
-            params=dict(trial.get("params", {})),
-            **common,
-        ), False
-    algo = str(data.config.get("algo", "?"))
-    allocator = str(data.config.get("allocator", ""))
-    method = algo if allocator in ("", "uniform", "water_fill", "greedy") else allocator
-    return RunSummary(task=env_key(data), method=method, algo=algo, params={}, **common), True
-
-
-def summarize_runs(paths: Iterable[str | os.PathLike]) -> list[RunSummary]:
-    """Load every run directory under ``paths`` and name its task, method and swept fields."""
-    summaries: list[RunSummary] = []
-    by_tm: dict[tuple[str, str], list[RunSummary]] = {}
-    for run_dir in find_runs(paths):
-        s, guessed = _summarize(run_dir)
-        summaries.append(s)
-        if guessed:
-            by_tm.setdefault((s.task, s.method), []).append(s)
-    # swept fields of runs without trial.json: config values that differ within (task, method)
-    for group in by_tm.values():
-        flats = [_flat_config(s.data) for s in group]
-        keys = sorted(set().union(*flats))
-        varying = [
-            k for k in keys if len({json.dumps(f.get(k), sort_keys=True) for f in flats}) > 1
-        ]
-        for s, f in zip(group, flats, strict=True):
-            s.params = {k: f.get(k) for k in varying}
-    return summaries
-
-
-# -- the report ------------------------------------------------------------------------------------
-
-
-def display_path(path: str | os.PathLike) -> str:
-    """``path`` relative to the current directory when it lies below it (portable reports)."""
-    p = Path(path).resolve()
-    try:
-        return str(p.relative_to(Path.cwd().resolve()))
-    except ValueError:
-        return str(p)
-
-
-def params_key(params: dict[str, Any]) -> str:
-    return json.dumps(params, sort_keys=True)
-
-
-def _sort_value(v: Any) -> tuple:
-    if isinstance(v, bool):
-        return (0, int(v), "")
-    if isinstance(v, int | float):
-        return (0, float(v), "")
-    return (1, 0.0, json.dumps(v, sort_keys=True))
-
-
-def row_order(row: dict[str, Any], baseline: str) -> tuple:
-    """The baseline first, then the methods in the registry's order, then by swept values."""
-    m = row["method"]
-    rank = 0 if m == baseline else 1 + method_sort_key(m)[0]
-    return (rank, m, [(k, _sort_value(v)) for k, v in sorted(row["params"].items())])
 
 
 def _nan_to_none(x: Any) -> Any:
@@ -378,7 +267,7 @@ def _failed_runs(paths: Sequence[Path]) -> list[dict[str, Any]]:
     failed = []
     for p in paths:
         for err in sorted(p.rglob("error.json")) if p.is_dir() else []:
-            info = _read_json(err) or {}
+            info = read_json(err) or {}
             if not (err.parent / "done.json").exists():
                 failed.append({"run_dir": display_path(err.parent), "error": info.get("error")})
     return failed
@@ -463,7 +352,7 @@ def _run_code(summaries: Sequence[RunSummary]) -> list[dict[str, Any]]:
     """The distinct code versions the runs were trained with (from trial.json), with counts."""
     seen: dict[str, dict[str, Any]] = {}
     for s in summaries:
-        trial = _read_json(s.run_dir / "trial.json") or {}
+        trial = read_json(s.run_dir / "trial.json") or {}
         code = trial.get("code")
         if code:
             key = json.dumps({k: code.get(k) for k in ("git_commit", "git_dirty", "path")})

@@ -15,7 +15,7 @@ from matplotlib.ticker import EngFormatter
 
 from kl_alloc.analysis.figures import draw_mean_band, new_figure, plot_allocation_heatmaps
 from kl_alloc.analysis.metrics import run_curve
-from kl_alloc.analysis.report import RunSummary, params_key, row_order
+from kl_alloc.analysis.runs import RunSummary, params_key, row_order
 from kl_alloc.analysis.tables import group_label
 from kl_alloc.methods import method_label
 
