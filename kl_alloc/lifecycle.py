@@ -121,7 +121,7 @@ class RunSpec:
 
         allocator = make_allocator(self.algo, config)
         if self.utility_noise > 0:
-            from kl_alloc.experiments.noise import NoisyUtilityAllocator
+            from kl_alloc.rl.noise import NoisyUtilityAllocator
 
             allocator = NoisyUtilityAllocator(allocator, self.utility_noise)
         return allocator

@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 
 from kl_alloc.experiments.commands import main as commands_main
-from kl_alloc.experiments.noise import NoisyUtilityAllocator
 from kl_alloc.experiments.runner import Job, job_state, run_job, run_jobs, run_sweep
 from kl_alloc.experiments.spec import SpecError, load_spec, parse_spec
 from kl_alloc.rl.allocators import AllocationSignals, GreedyAllocator, WaterFillAllocator
+from kl_alloc.rl.noise import NoisyUtilityAllocator
 
 TINY = """
 [sweep]

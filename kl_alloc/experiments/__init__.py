@@ -2,8 +2,6 @@
 
 - :mod:`~kl_alloc.experiments.spec`: the sweep file (TOML) -> a list of :class:`Trial` s
   (tasks x methods x seeds x swept :class:`~kl_alloc.rl.TrainerConfig` fields).
-- :mod:`~kl_alloc.experiments.noise`: :class:`NoisyUtilityAllocator`, multiplicative noise on
-  the allocators' utility signals (the robustness study).
 - :mod:`~kl_alloc.experiments.runner`: the one run orchestrator (sweeps and benchmark scripts):
   runs through the lifecycle on an executor (inline, local worker processes, Ray), resumable:
   finished runs are skipped, killed ones resume from their checkpoint.

@@ -33,7 +33,7 @@ A sweep is the product tasks x methods x seeds x (the values of the swept fields
 
 Keys of ``config`` / ``grid`` are :class:`~kl_alloc.rl.TrainerConfig` fields, plus
 ``utility_noise``: multiplicative noise on the allocator's utility signals
-(:class:`~kl_alloc.experiments.noise.NoisyUtilityAllocator`; 0 = the plain method). Precedence,
+(:class:`~kl_alloc.rl.noise.NoisyUtilityAllocator`; 0 = the plain method). Precedence,
 lowest first: the env preset, ``[config]``, the task's ``config``, the method's ``config``,
 the swept values. Relative paths are relative to the current directory.
 
