@@ -27,6 +27,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as `python benchmarks/x.py` from a checkout
 
+from kl_alloc.experiments import executors  # noqa: E402
 from kl_alloc.experiments import runner as orchestrator  # noqa: E402
 from kl_alloc.lifecycle import RunSpec  # noqa: E402
 from kl_alloc.methods import builtin_methods  # noqa: E402
@@ -35,7 +36,7 @@ from kl_alloc.rundir import command_line, provenance  # noqa: E402,F401  (used b
 logger = logging.getLogger("benchmarks")
 
 ALGOS = tuple(builtin_methods())
-THREAD_VARS = orchestrator.THREAD_VARS
+THREAD_VARS = executors.THREAD_VARS
 
 
 def format_value(value: Any) -> str:
