@@ -233,7 +233,9 @@ class Trainer:
         return None if value is None else float(value)
 
     # -- one iteration -------------------------------------------------------------------------
-    def _advantages(self, rollout) -> tuple[np.ndarray, np.ndarray]:
+    def advantages(self, rollout) -> tuple[np.ndarray, np.ndarray]:
+        """GAE advantages and returns (horizon, num_envs) of a rollout under the current critic:
+        truncated steps bootstrap from V(final state), terminated ones do not (not normalised)."""
         cfg = self.config
         horizon, n = rollout.rewards.shape
         values = self.critic.values(rollout.states).reshape(horizon, n)
@@ -258,7 +260,7 @@ class Trainer:
         t0 = time.perf_counter()
         rollout = self.collector.collect(cfg.rollout_length, self.generator)
         t1 = time.perf_counter()
-        adv, returns = self._advantages(rollout)
+        adv, returns = self.advantages(rollout)
         if cfg.normalize_advantages:
             adv = normalize_advantages(adv)
         t2 = time.perf_counter()

@@ -124,7 +124,7 @@ def test_trainer_bootstraps_truncation_from_final_state():
     trainer.collector.reset(0)
     rollout = trainer.collector.collect(cfg.rollout_length, trainer.generator)
     assert rollout.truncated.any() and rollout.terminated.any()
-    adv, _ = trainer._advantages(rollout)
+    adv, _ = trainer.advantages(rollout)
 
     def value(state_rows):
         return trainer.critic.values(torch.as_tensor(np.asarray(state_rows, np.float32)))

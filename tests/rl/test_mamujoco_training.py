@@ -134,7 +134,7 @@ def test_time_limit_is_truncation_and_bootstraps_from_the_final_state():
     states = rollout.states.numpy().reshape(horizon, 2, -1)
     final = rollout.truncated_states.numpy().reshape(len(steps), 2, -1)
     assert not np.allclose(final[0], states[steps[0] + 1])  # not the reset state
-    adv, _ = trainer._advantages(rollout)
+    adv, _ = trainer.advantages(rollout)
     values = trainer.critic.values(rollout.states).reshape(horizon, 2)
     v_final = trainer.critic.values(rollout.truncated_states).reshape(len(steps), 2)
     t = steps[0]

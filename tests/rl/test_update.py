@@ -93,7 +93,7 @@ def test_factor_is_product_of_updated_ratios_and_budget_holds(algo, kw):
     trainer.learn(3000, progress=False)  # move off the uniform start first
     trainer.collector.reset(1)
     rollout = trainer.collector.collect(1, trainer.generator)
-    adv, _ = trainer._advantages(rollout)
+    adv, _ = trainer.advantages(rollout)
     with torch.no_grad():
         batches = [
             AgentBatch(o, a, lp, p.dist(o).detach())
