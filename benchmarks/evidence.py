@@ -1,7 +1,7 @@
 """Turn the evidence sweep's runs (benchmarks/sweeps/evidence.toml, issue 11) into evidence:
 ``benchmarks/results/evidence/summary.json``, figures, and the README's results block.
 
-    python benchmarks/evidence.py                          # runs/sweeps/evidence
+    python benchmarks/evidence.py                          # benchmarks/results/evidence/runs
     python benchmarks/evidence.py --runs DIR --include-unfinished
 
 summary.json holds, per run (task / method / swept config / seed; the control tasks such as
@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     from kl_alloc.rundir import provenance
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--runs", default="runs/sweeps/evidence", help="the sweep's run root")
+    p.add_argument("--runs", default="benchmarks/results/evidence/runs", help="the sweep's run root")
     p.add_argument("--out", default=str(ROOT / "benchmarks/results/evidence"))
     p.add_argument("--readme", default=str(ROOT / "README.md"), help="'' to leave it alone")
     p.add_argument("--include-unfinished", action="store_true")
