@@ -110,7 +110,9 @@ def main(argv: list[str] | None = None) -> int:
     from kl_alloc.rundir import provenance
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--runs", default="benchmarks/results/evidence/runs", help="the sweep's run root")
+    p.add_argument(
+        "--runs", default="benchmarks/results/evidence/runs", help="the sweep's run root"
+    )
     p.add_argument("--out", default=str(ROOT / "benchmarks/results/evidence"))
     p.add_argument("--readme", default=str(ROOT / "README.md"), help="'' to leave it alone")
     p.add_argument("--include-unfinished", action="store_true")
