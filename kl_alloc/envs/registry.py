@@ -287,10 +287,12 @@ def _vmas_preset(env_kwargs: Mapping[str, Any]) -> dict[str, Any]:
 
 
 #: the "vmas" entry's preset for scenarios without their own: one 100-step episode per copy per
-#: iteration, observations and values normalised
+#: iteration (2000 samples), observations and values normalised, initial std exp(-0.5) ~ 0.61
+#: (actions are clipped to [-1, 1]: with std 1 a third of them would sit on the bounds)
 VMAS_PRESET = dict(
     num_envs=20,
     rollout_length=100,
+    init_log_std=-0.5,
     normalize_obs=True,
     normalize_values=True,
     eval_every=10,
@@ -299,7 +301,8 @@ VMAS_PRESET = dict(
 )
 VMAS_PRESETS: dict[str, dict[str, Any]] = {
     "balance": VMAS_PRESET,
-    # MPE-style 25-step episodes: one episode per copy per iteration
+    "het_mass": VMAS_PRESET,
+    # MPE-style 25-step episodes: one episode per copy per iteration (2500 samples)
     "simple_speaker_listener": {**VMAS_PRESET, "num_envs": 100, "rollout_length": 25},
 }
 
@@ -307,7 +310,7 @@ register(
     EnvEntry(
         "vmas",
         "kl_alloc.envs.vmas:VMASEnv",
-        default_steps=2_000_000,
+        default_steps=1_000_000,
         presets={"default": _vmas_preset},
         options=(EnvOption("scenario", "balance", "VMAS scenario (balance, het_mass, ...)"),),
         description="VMAS, the vectorized multi-agent simulator (all copies in one torch batch)",

@@ -18,6 +18,7 @@ from kl_alloc.envs.vmas import VMASEnv  # noqa: E402
 SIZES = {
     "balance": ([16, 16, 16], [2, 2, 2], [9, 9, 9]),
     "simple_speaker_listener": ([3, 11], [5, 2], [27, 9]),
+    "het_mass": ([4, 4], [2, 2], [9, 9]),
 }
 
 
