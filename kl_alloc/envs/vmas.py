@@ -24,6 +24,31 @@ Conventions (all checked against vmas 1.5 ``vmas/simulator/environment/environme
   :meth:`step` with ``env.reset_at(k)`` (one ``env.reset()`` when all ended together, the usual
   case with a common time limit); ``final_obs``/``final_state`` keep their last observations.
 
+Registered scenarios (``--env vmas --scenario NAME``; sizes measured with vmas 1.5.2, state =
+sum of the observation sizes; continuous action bounds ``[-1, 1]`` except the speaker's three
+communication dimensions ``[0, 1]``):
+
+========================  =================================  ===========  =========  =========
+scenario                  agents                             obs sizes    act dims   discrete
+========================  =================================  ===========  =========  =========
+balance                   3 alike, carry a package on a      16, 16, 16   2, 2, 2    9, 9, 9
+                          line to a goal (shaped by the
+                          package's progress; -10 and the
+                          end when it falls; ends at goal)
+het_mass                  2 of different mass (4 +- 1,       4, 4         2, 2       9, 9
+                          2 +- 1): reward = the larger
+                          speed minus 0.17 x the sum of
+                          the normalised force norms
+simple_speaker_listener   speaker (sees the goal colour,     3, 11        5, 2       27, 9
+                          cannot move, speaks 3 channels),
+                          listener (moves, hears)
+========================  =================================  ===========  =========  =========
+
+In all three every agent gets the same reward. het_mass is a vmas debug scenario
+(``vmas/scenarios/debug``) and moves along x only (its ``process_action`` zeroes the y action).
+In simple_speaker_listener vmas draws ONE goal landmark for the whole batch at each full
+``reset()`` (``reset_at`` keeps it), so all copies share the goal of an episode.
+
 Seeding. vmas draws from the *global* torch / numpy / ``random`` generators, swapped in and out
 around each call from one state list shared by every vmas env in the process
 (``Environment.vmas_random_state``). Each :class:`VMASEnv` keeps its own copy of those three
@@ -54,6 +79,7 @@ INSTALL_HINT = 'VMAS needs the vmas extra: pip install "kl_alloc[vmas]"'
 #: the MPE scenarios keep MPE's 25
 SCENARIO_DEFAULTS: dict[str, dict[str, Any]] = {
     "balance": {"max_steps": 100},
+    "het_mass": {"max_steps": 100},
     "simple_speaker_listener": {"max_steps": 25},
 }
 DEFAULT_MAX_STEPS = 100
