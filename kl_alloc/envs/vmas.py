@@ -181,6 +181,7 @@ class VMASEnv(MultiAgentEnv):
         self._episode_return = np.zeros(n, dtype=np.float64)
         self._obs: list[np.ndarray] = [np.zeros((n, s), np.float32) for s in self.obs_sizes]
         self._needs_reset = True
+        self._loaded = False  # load_state_dict() was called and no reset() since
         self._seeded = False
 
     # ------------------------------------------------------------------ construction helpers
@@ -260,12 +261,18 @@ class VMASEnv(MultiAgentEnv):
         self._elapsed[:] = 0
         self._episode_return[:] = 0.0
         self._needs_reset = False
+        self._loaded = False
         return self._current()
 
     def step(self, actions: list[np.ndarray]) -> StepResult:
         import torch
 
         if self._needs_reset:
+            if self._loaded:
+                raise RuntimeError(
+                    "VMASEnv cannot restore its world from a state_dict (exact_state = False): "
+                    "reset() it, e.g. from a seed derived from the run, before step()"
+                )
             raise RuntimeError("call reset() before step()")
         actions = check_actions(self, actions)
         if self.continuous_actions:
@@ -365,6 +372,7 @@ class VMASEnv(MultiAgentEnv):
                     f"state: saved {key}={state[key]!r} but this env has {getattr(self, key)!r}"
                 )
         self._needs_reset = True
+        self._loaded = True
 
     def close(self) -> None:
         viewer = getattr(self.env, "viewer", None)
