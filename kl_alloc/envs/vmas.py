@@ -45,7 +45,9 @@ simple_speaker_listener   speaker (sees the goal colour,     3, 11        5, 2  
 ========================  =================================  ===========  =========  =========
 
 In all three every agent gets the same reward. het_mass is a vmas debug scenario
-(``vmas/scenarios/debug``) and moves along x only (its ``process_action`` zeroes the y action).
+(``vmas/scenarios/debug``) and moves along x only (its ``process_action`` zeroes the y action);
+its two masses are plain floats redrawn at every reset, including ``reset_at`` of one copy, and
+shared by all copies.
 In simple_speaker_listener vmas draws ONE goal landmark for the whole batch at each full
 ``reset()`` (``reset_at`` keeps it), so all copies share the goal of an episode.
 
@@ -55,7 +57,10 @@ around each call from one state list shared by every vmas env in the process
 generator states and swaps it in around its calls, so envs in one process (training and
 evaluation) do not disturb each other and two envs with the same seed step identically.
 
-Checkpoints. vmas cannot save its world state (entity states plus arbitrary scenario tensors), so
+Checkpoints. vmas cannot save its world state: the state is spread over entity states and
+arbitrary scenario attributes (tensors, and plain floats such as het_mass's masses drawn at each
+reset), and the env cannot be pickled (vmas loads scenario files as a module named ``""``, so
+``torch.save(env)`` fails with "Can't pickle <class '.Scenario'>"). Hence
 ``exact_state = False``: :meth:`state_dict` holds only the configuration, and a resumed run
 resets its copies from a seed derived from the run (the trainer's rule for such envs).
 """
