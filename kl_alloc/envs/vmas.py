@@ -146,6 +146,8 @@ class VMASEnv(MultiAgentEnv):
     ) -> None:
         if int(num_envs) < 1:
             raise ValueError(f"num_envs must be >= 1, got {num_envs}")
+        if not isinstance(continuous_actions, bool | np.bool_):  # "False" would be truthy
+            raise ValueError(f"continuous_actions must be a bool, got {continuous_actions!r}")
         if reward not in REWARD_REDUCTIONS:
             raise ValueError(f"reward must be one of {REWARD_REDUCTIONS}, got {reward!r}")
         if max_steps is None:

@@ -78,6 +78,8 @@ def test_bad_actions_and_arguments_raise():
         env.step([np.full((2, 5), np.nan), np.zeros((2, 2))])
     with pytest.raises(ValueError, match="not_a_scenario"):
         VMASEnv("not_a_scenario", num_envs=1)
+    with pytest.raises(ValueError, match="continuous_actions"):
+        VMASEnv("simple_speaker_listener", num_envs=1, continuous_actions="False")
     with pytest.raises(ValueError, match="reward"):
         VMASEnv("simple_speaker_listener", num_envs=1, reward="max")
     with pytest.raises(ValueError, match="max_steps"):
