@@ -68,10 +68,9 @@ def add_parser(sub: Any) -> None:
     )
     p.add_argument("--out", default=None, help="run directory (default runs/ENV-ALGO-SEED)")
     p.add_argument("--preset", default=None, help="the env's config preset (default: default)")
-    for owners in _env_options().values():
-        envs = ", ".join(e for e, _ in owners)
-        opt = owners[0][1]
-        p.add_argument(opt.flag, default=None, help=f"({envs}) {opt.help} (default {opt.default})")
+    for owners in _env_options().values():  # one flag may serve several envs: each its own help
+        text = "; ".join(f"({env}) {opt.help} (default {opt.default})" for env, opt in owners)
+        p.add_argument(owners[0][1].flag, default=None, help=text)
     mode = p.add_mutually_exclusive_group()
     mode.add_argument(
         "--resume",

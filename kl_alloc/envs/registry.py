@@ -278,3 +278,41 @@ register(
         description="Multi-Agent MuJoCo (Gymnasium-Robotics MaMuJoCo, MuJoCo v5 robots)",
     )
 )
+
+
+def _vmas_preset(env_kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """Per-scenario settings of the "vmas" entry (:data:`VMAS_PRESETS`), else the generic one."""
+    scenario = str(env_kwargs.get("scenario", "balance"))
+    return dict(VMAS_PRESETS.get(scenario, VMAS_PRESET))
+
+
+#: the "vmas" entry's preset for scenarios without their own: one 100-step episode per copy per
+#: iteration (2000 samples), observations and values normalised, initial std exp(-0.5) ~ 0.61
+#: (actions are clipped to [-1, 1]: with std 1 a third of them would sit on the bounds)
+VMAS_PRESET = dict(
+    num_envs=20,
+    rollout_length=100,
+    init_log_std=-0.5,
+    normalize_obs=True,
+    normalize_values=True,
+    eval_every=10,
+    eval_episodes=20,
+    checkpoint_every=10,
+)
+VMAS_PRESETS: dict[str, dict[str, Any]] = {
+    "balance": VMAS_PRESET,
+    "het_mass": VMAS_PRESET,
+    # MPE-style 25-step episodes: one episode per copy per iteration (2500 samples)
+    "simple_speaker_listener": {**VMAS_PRESET, "num_envs": 100, "rollout_length": 25},
+}
+
+register(
+    EnvEntry(
+        "vmas",
+        "kl_alloc.envs.vmas:VMASEnv",
+        default_steps=1_000_000,
+        presets={"default": _vmas_preset},
+        options=(EnvOption("scenario", "balance", "VMAS scenario (balance, het_mass, ...)"),),
+        description="VMAS, the vectorized multi-agent simulator (all copies in one torch batch)",
+    )
+)
