@@ -17,7 +17,10 @@ written atomically) hold the policies, critic and its optimizer, observation/val
 the torch generator and numpy RNG states, ``env.state_dict()``, the collector's current
 observations and episode accumulators, the iteration counters and the byte offsets of the
 telemetry files. A resumed run truncates the telemetry back to its checkpoint and replays from
-there to the same numbers as an uninterrupted run (wall-clock fields aside).
+there to the same numbers as an uninterrupted run (wall-clock fields aside). An env that cannot
+save its state (``env.exact_state`` False: PettingZoo envs) is instead reset from a seed derived
+from the run seed and the checkpoint's iteration, with a warning: the continuation is
+reproducible but differs from an uninterrupted run (episodes in flight are cut).
 """
 
 from __future__ import annotations
@@ -215,12 +218,15 @@ class Trainer:
         t2 = time.perf_counter()
 
         with torch.no_grad():
-            batches = [
-                AgentBatch(obs, act, logp, policy.dist(obs).detach())
-                for policy, obs, act, logp in zip(
-                    self.policies, rollout.obs, rollout.actions, rollout.log_probs, strict=True
-                )
-            ]
+            batches = []
+            for i, (policy, obs, act, logp) in enumerate(
+                zip(self.policies, rollout.obs, rollout.actions, rollout.log_probs, strict=True)
+            ):
+                mask = None if rollout.action_masks is None else rollout.action_masks[i]
+                valid = None if rollout.valid is None else rollout.valid[i]
+                batch = AgentBatch(obs, act, logp, None, mask, valid)  # type: ignore[arg-type]
+                batch.old_dist = batch.dist(policy).detach()
+                batches.append(batch)
         adv_t = torch.as_tensor(adv.reshape(-1), dtype=torch.float32)
         result = self.updater.run(batches, adv_t, self.delta_total, self.rng)
         t3 = time.perf_counter()
@@ -509,7 +515,10 @@ class Trainer:
         self.collector.load_state_dict(state["collector"])
         self.generator.set_state(state["torch_generator"])
         self.rng.bit_generator.state = state["numpy_rng"]
-        self.env.load_state_dict(state["env"])
+        if getattr(self.env, "exact_state", True):
+            self.env.load_state_dict(state["env"])
+        elif state["started"]:
+            self._restart_env(int(state["iteration"]))
         self.iteration = int(state["iteration"])
         self.env_steps = int(state["env_steps"])
         self.wall_time = float(state["wall_time"])
@@ -520,6 +529,20 @@ class Trainer:
             self.close()
             offsets = state.get("telemetry_offsets")
             self._telemetry_offsets = (0, 0) if offsets is None else tuple(offsets)
+
+    def _restart_env(self, iteration: int) -> None:
+        """Resume an env that cannot save its state (``env.exact_state`` False): reset its
+        copies from ``SeedSequence([seed, iteration, 0x5E5E]).generate_state(1)[0]`` and start
+        fresh episodes; policies, critic, normalisers and RNGs continue from the checkpoint."""
+        seed = int(np.random.SeedSequence([self.seed, iteration, 0x5E5E]).generate_state(1)[0])
+        logger.warning(
+            "%s cannot save its state: resuming at iteration %d with its copies reset from seed "
+            "%d; the continuation differs from an uninterrupted run",
+            type(self.env).__name__,
+            iteration,
+            seed,
+        )
+        self.collector.reset(seed)
 
     @classmethod
     def load(
