@@ -48,11 +48,14 @@ class Countdown(ParallelEnv):
     def action_space(self, agent):
         return spaces.Discrete(2, start=5)
 
+    def _infos(self, agents):  # agent b may only take its second action (a mask in info)
+        return {a: {"action_mask": np.array([0, 1], np.int8)} if a == "b" else {} for a in agents}
+
     def reset(self, seed=None, options=None):
         self.agents = list(self.possible_agents)
         self.t = 0
         self.got: list = []
-        return {a: 0 for a in self.agents}, {a: {} for a in self.agents}
+        return {a: 0 for a in self.agents}, self._infos(self.agents)
 
     def state(self):
         return np.array([self.t, 7.0, -1.0], np.float32)
@@ -67,7 +70,7 @@ class Countdown(ParallelEnv):
         truncs = {a: done for a in self.agents}  # both: termination wins
         if done:
             self.agents = []
-        return obs, rewards, terms, truncs, {a: {} for a in rewards}
+        return obs, rewards, terms, truncs, self._infos(rewards)
 
 
 def test_spaces_state_and_box_rescaling(my_pz):
@@ -121,6 +124,8 @@ def test_termination_wins_reward_reduce_state_and_discrete_start():
     env = PettingZooEnv(Countdown, num_envs=2, seed=0)
     assert env.obs_sizes == [3, 3] and env.state_size == 3
     env.reset()
+    masks = env.action_masks()
+    assert masks[0] is None and masks[1].tolist() == [[False, True]] * 2  # from info
     res = env.step([np.array([1, 0]), np.array([0, 1])])
     assert env.copies[0].got[-1] == {"a": 6, "b": 5}  # Discrete(2, start=5)
     assert np.allclose(res.reward, 2.0)  # mean of 1 and 3
@@ -254,3 +259,18 @@ def test_resume_without_exact_state_resets_from_a_derived_seed(my_pz, tmp_path, 
         outcomes.append([h["mean_reward"] for h in t.history])
     assert outcomes[0] == outcomes[1] and len(outcomes[0]) == 2
     assert [h["mean_reward"] for h in full.history[2:]] != outcomes[0]  # fresh episodes
+
+
+def test_rollout_stores_masks_and_validity_for_the_update(my_pz):
+    from kl_alloc.rl import Trainer
+    from kl_alloc.rl.config import TrainerConfig
+
+    env = PettingZooEnv(my_pz.make_env, num_envs=4, seed=0)
+    cfg = TrainerConfig(num_envs=4, rollout_length=12, hidden=(8,), critic_hidden=(8,))
+    trainer = Trainer(env, config=cfg, seed=0)
+    trainer.collector.reset(0)
+    ro = trainer.collector.collect(12, trainer.generator)
+    assert ro.action_masks[0] is None and ro.action_masks[1].shape == (48, 4)
+    assert ro.action_masks[1].gather(1, ro.actions[1][:, None]).all()  # sampled under masks
+    assert ro.valid[0].all() and ro.valid[1].float().mean() == 0.5  # picker: 3 of 6 steps
+    assert torch.isfinite(ro.log_probs[1]).all()
