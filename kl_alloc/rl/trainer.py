@@ -63,11 +63,24 @@ def _make_env(name: str, **kwargs: Any) -> MultiAgentEnv:
     return make_env(name, **kwargs)
 
 
+def _wrap_parallel_env(env: Any, config: TrainerConfig | None, seed: int) -> MultiAgentEnv:
+    """A PettingZoo ``ParallelEnv`` instance becomes a :class:`PettingZooEnv` of
+    ``config.num_envs`` deep copies of it (pass ``make_env("module:factory")`` instead to have
+    evaluation and resume rebuild it by name)."""
+    from kl_alloc.envs.pettingzoo import PettingZooEnv, is_parallel_env
+
+    if not is_parallel_env(env):
+        return env
+    n = (config or TrainerConfig()).num_envs
+    return PettingZooEnv(lambda: copy.deepcopy(env), num_envs=n, seed=seed)
+
+
 class Trainer:
     """Trains one policy per agent and a centralised critic on a :class:`MultiAgentEnv`.
 
     Args:
-        env: an env instance, or a registered name (built with ``config.num_envs`` copies).
+        env: an env instance, or a registered name (built with ``config.num_envs`` copies), or
+            a PettingZoo ``ParallelEnv`` (wrapped: ``config.num_envs`` deep copies of it).
         algo: "hatrpo" (uniform split, random order), "hatrpo-w" (water-filling) or "hatrpo-g"
             (greedy, re-scored); ignored for the allocation if ``allocator`` is given.
         config: a :class:`TrainerConfig`; default: the env's preset if there is one
@@ -97,6 +110,7 @@ class Trainer:
             if config is None:
                 config = TrainerConfig.for_env(env)
             env = _make_env(env, num_envs=config.num_envs, seed=seed, **config.env_kwargs)
+        env = _wrap_parallel_env(env, config, seed)
         spec = _env_spec(env)
         if config is None:
             config = TrainerConfig.for_env(spec["name"]) if spec else TrainerConfig()

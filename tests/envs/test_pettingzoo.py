@@ -274,3 +274,17 @@ def test_rollout_stores_masks_and_validity_for_the_update(my_pz):
     assert ro.action_masks[1].gather(1, ro.actions[1][:, None]).all()  # sampled under masks
     assert ro.valid[0].all() and ro.valid[1].float().mean() == 0.5  # picker: 3 of 6 steps
     assert torch.isfinite(ro.log_probs[1]).all()
+
+
+def test_trainer_takes_a_parallel_env_instance():
+    pytest.importorskip("mpe2")
+    from mpe2 import simple_speaker_listener_v4
+
+    from kl_alloc.rl import Trainer
+    from kl_alloc.rl.config import TrainerConfig
+
+    cfg = TrainerConfig(num_envs=2, rollout_length=25, hidden=(8,), critic_hidden=(8,))
+    trainer = Trainer(simple_speaker_listener_v4.parallel_env(), config=cfg, seed=0)
+    assert isinstance(trainer.env, PettingZooEnv) and trainer.env.num_envs == 2
+    trainer.learn(50, progress=False)
+    assert trainer.history[-1]["episodes"] == 2 and trainer.last_eval["episodes"] == 10
