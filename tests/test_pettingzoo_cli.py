@@ -85,3 +85,23 @@ def test_local_sweep_runs_the_users_pettingzoo_env(tmp_path):
     kl("sweep", sweep, "--out", out, "--executor", "local", "--workers", 2, "--no-progress")
     status = json.loads((out / "sweep.json").read_text())
     assert status["counts"]["done"] == 2 and status["counts"]["failed"] == 0
+
+
+@pytest.mark.slow
+def test_ray_sweep_runs_the_users_pettingzoo_env(tmp_path):
+    pytest.importorskip("ray")
+    sweep = tmp_path / "sweep.toml"
+    sweep.write_text(textwrap.dedent(f"""
+        [sweep]
+        name = "pz-ray"
+        seeds = 1
+        steps = 384
+        [tasks.mine]
+        env = "{ENV}"
+        [methods]
+        "hatrpo-w" = {{}}
+        """))  # fmt: skip
+    out = tmp_path / "runs"
+    kl("sweep", sweep, "--out", out, "--executor", "ray", "--workers", 1, "--no-progress")
+    status = json.loads((out / "sweep.json").read_text())
+    assert status["counts"]["done"] == 1 and status["counts"]["failed"] == 0
