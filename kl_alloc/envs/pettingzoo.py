@@ -93,7 +93,7 @@ def _obs_parts(space: Any) -> tuple[Any, bool]:
     return space, False
 
 
-def _box_map(space: Any, mode: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _box_map(space: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(low, high, finite) of a Box, flattened, float64."""
     low = np.asarray(space.low, np.float64).reshape(-1)
     high = np.asarray(space.high, np.float64).reshape(-1)
@@ -200,7 +200,7 @@ class PettingZooEnv(MultiAgentEnv):
                 self.action_specs.append(ActionSpec.discrete(int(act.n)))
                 self._act.append({"kind": "discrete", "start": int(act.start)})
             elif isinstance(act, spaces.Box):
-                low, high, finite = _box_map(act, self.box_actions)
+                low, high, finite = _box_map(act)
                 if self.box_actions == "rescale":
                     plo = np.where(finite, -1.0, low)
                     phi = np.where(finite, 1.0, high)

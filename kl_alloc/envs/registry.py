@@ -11,6 +11,13 @@ a ``module:attr`` spec. For the last two the factory may carry the entry's field
 :class:`EnvEntry` itself. Factories take ``num_envs`` and ``seed`` keywords plus their own.
 :func:`make_env` records ``env.spec = {"name", "kwargs"}``: the run directory keeps it, so
 evaluation, ``--resume`` and Ray workers rebuild the same env by the same name.
+
+PettingZoo: a factory that does not take ``num_envs`` and returns a ``ParallelEnv`` (or a
+callable returning one), e.g. ``make_env("my_pkg.envs:make_pz")``, is wrapped by
+:class:`~kl_alloc.envs.pettingzoo.PettingZooEnv` (one factory call per copy); the
+``"pettingzoo"`` entry does the same with the adapter's options
+(``make_env("pettingzoo", env_fn="mpe2.simple_spread_v3:parallel_env", reward_reduce="sum")``).
+The MPE2 tasks ``simple_spread_v3`` and ``simple_speaker_listener_v4`` are registered by name.
 """
 
 from __future__ import annotations
