@@ -20,6 +20,21 @@ Conventions (all arrays are numpy, leading axis = env copy):
   the same ``step``; the returned ``obs``/``state`` are then the first ones of the new episode and
   ``final_obs``/``final_state`` hold the last ones of the old episode (rows of copies that did not
   end are copies of ``obs``/``state``).
+
+Optional, for envs that have them (both return None by default, and the RL layer then takes the
+exact code path it always took):
+
+- ``action_masks()``: per agent, a bool ``(num_envs, n)`` array of the actions allowed in the
+  current observations (discrete agents), or None for an agent without masks. The policy gives
+  masked actions probability 0; the masks are stored with the rollout and used by the update.
+- ``active_agents()``: bool ``(num_envs, n_agents)``: which agents are still in each copy's
+  episode at the current observations. The samples of an inactive agent are left out of its own
+  update (its surrogate gradient and its KL); their actions are ignored by the env.
+
+``exact_state``: whether :meth:`MultiAgentEnv.state_dict` captures everything needed to continue
+bit for bit (the games: they keep no state between steps; MaMuJoCo: physics and RNGs). An env
+that cannot save its state (any PettingZoo env) sets it to False: a resumed run then resets its
+copies from a seed derived from the run seed and the iteration.
 """
 
 from __future__ import annotations
@@ -81,6 +96,8 @@ class MultiAgentEnv(ABC):
     #: ``{"name", "kwargs"}`` set by :func:`~kl_alloc.envs.registry.make_env`: how to build
     #: this env again (evaluation, resume, worker processes); None for envs made by hand
     spec: dict[str, Any] | None = None
+    #: whether state_dict/load_state_dict continue the env bit for bit (see the module docstring)
+    exact_state: bool = True
 
     @abstractmethod
     def reset(self, seed: int | None = None) -> tuple[list[np.ndarray], np.ndarray]:
@@ -94,6 +111,14 @@ class MultiAgentEnv(ABC):
     def expected_reward(self, policy_probs: Any) -> float | None:
         """Exact expected reward of a joint policy, where the env can compute it (games);
         ``None`` otherwise."""
+        return None
+
+    def action_masks(self) -> list[np.ndarray | None] | None:
+        """Per-agent allowed-action masks of the current observations (None: no masks)."""
+        return None
+
+    def active_agents(self) -> np.ndarray | None:
+        """(num_envs, n_agents) bool: agents still in each copy's episode (None: all, always)."""
         return None
 
     def state_dict(self) -> dict[str, Any]:

@@ -11,6 +11,13 @@ a ``module:attr`` spec. For the last two the factory may carry the entry's field
 :class:`EnvEntry` itself. Factories take ``num_envs`` and ``seed`` keywords plus their own.
 :func:`make_env` records ``env.spec = {"name", "kwargs"}``: the run directory keeps it, so
 evaluation, ``--resume`` and Ray workers rebuild the same env by the same name.
+
+PettingZoo: a factory that does not take ``num_envs`` and returns a ``ParallelEnv`` (or a
+callable returning one), e.g. ``make_env("my_pkg.envs:make_pz")``, is wrapped by
+:class:`~kl_alloc.envs.pettingzoo.PettingZooEnv` (one factory call per copy); the
+``"pettingzoo"`` entry does the same with the adapter's options
+(``make_env("pettingzoo", env_fn="mpe2.simple_spread_v3:parallel_env", reward_reduce="sum")``).
+The MPE2 tasks ``simple_spread_v3`` and ``simple_speaker_listener_v4`` are registered by name.
 """
 
 from __future__ import annotations
@@ -25,8 +32,9 @@ from kl_alloc.envs.base import MultiAgentEnv
 from kl_alloc.plugins import ENV_GROUP, PluginError, is_spec, load_entry_point, load_object
 
 EnvFactory = Callable[..., MultiAgentEnv]
-#: a preset: TrainerConfig overrides, or a function of the env kwargs returning them
-Preset = Mapping[str, Any] | Callable[[Mapping[str, Any]], Mapping[str, Any]]
+#: a preset: TrainerConfig overrides, or a function of the env kwargs returning them, or the
+#: lazy "package.module:attr" name of either
+Preset = Mapping[str, Any] | Callable[[Mapping[str, Any]], Mapping[str, Any]] | str
 
 DEFAULT_STEPS = 1_000_000
 
@@ -77,6 +85,8 @@ class EnvEntry:
             known = ", ".join(sorted(self.presets)) or "none"
             raise ValueError(f"preset: env {self.name!r} has no preset {name!r} (has: {known})")
         p = self.presets[name]
+        if isinstance(p, str):  # a lazy "package.module:attr" preset (keeps imports light)
+            p = load_object(p, f"env {self.name!r} preset {name!r}")
         kwargs = {o.name: o.default for o in self.options} | dict(env_kwargs or {})
         return dict(p(kwargs) if callable(p) else p)
 
@@ -194,12 +204,53 @@ def make_env(
     if seed is not None:
         full["seed"] = int(seed)
     check_env_kwargs(name, kwargs)
-    try:
-        env = factory(**full)
-    except TypeError as exc:  # a keyword of the wrong kind: say which env refused it
-        raise ValueError(f"env {name!r}: {exc}") from None
+    env = _build(name, factory, kwargs, num_envs, seed)
     env.spec = {"name": name, "kwargs": {k: v for k, v in full.items() if k != "seed"}}
     return env
+
+
+def _takes_num_envs(factory: Callable[..., Any]) -> bool:
+    try:
+        return "num_envs" in inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def _build(
+    name: str,
+    factory: Callable[..., Any],
+    kwargs: Mapping[str, Any],
+    num_envs: int | None,
+    seed: int | None,
+) -> MultiAgentEnv:
+    """Call an env factory; a factory of PettingZoo ``ParallelEnv`` s is wrapped.
+
+    A factory whose signature names ``num_envs`` is a kl_alloc factory: called with
+    ``num_envs``/``seed``. Any other is first called with its own keywords only; if it returns
+    a PettingZoo ``ParallelEnv`` (or a callable returning one), that env (callable) becomes the
+    ``env_fn`` of a :class:`~kl_alloc.envs.pettingzoo.PettingZooEnv` with ``num_envs`` copies
+    (the first one reused); if it returns a :class:`MultiAgentEnv`, it is called again with
+    ``num_envs``/``seed`` as well (factories that forward ``**kwargs``)."""
+    extra = {k: int(v) for k, v in (("num_envs", num_envs), ("seed", seed)) if v is not None}
+    try:
+        if _takes_num_envs(factory):
+            return factory(**kwargs, **extra)
+        made = factory(**kwargs)
+        if isinstance(made, MultiAgentEnv):
+            return factory(**kwargs, **extra) if extra else made
+    except TypeError as exc:  # a keyword of the wrong kind: say which env refused it
+        raise ValueError(f"env {name!r}: {exc}") from None
+    from kl_alloc.envs.pettingzoo import PettingZooEnv, is_parallel_env
+
+    n = int(num_envs or 8)
+    if is_parallel_env(made):
+        return PettingZooEnv(lambda: factory(**kwargs), n, seed, first=made)
+    if callable(made):
+        return PettingZooEnv(made, n, seed)
+    raise ValueError(
+        f"env {name!r}: the factory returned {type(made).__name__}, not a MultiAgentEnv, a "
+        "PettingZoo ParallelEnv or a callable returning one"
+    )
 
 
 def env_spec(env: MultiAgentEnv) -> dict[str, Any] | None:
@@ -264,6 +315,42 @@ def _mamujoco_harl(env_kwargs: Mapping[str, Any]) -> dict[str, Any]:
 
     return {**MAMUJOCO_PRESET, **harl_preset(env_kwargs["scenario"], env_kwargs["agent_conf"])}
 
+
+#: the "pettingzoo" entry's default preset: 16 copies x 50 steps per iteration, observation and
+#: value normalisation (a module:attr factory gives its own as a ``preset`` attribute)
+PETTINGZOO_PRESET = dict(
+    num_envs=16,
+    rollout_length=50,
+    normalize_obs=True,
+    normalize_values=True,
+    eval_every=10,
+    eval_episodes=8,
+    checkpoint_every=10,
+)
+
+register(
+    EnvEntry(
+        "pettingzoo",
+        "kl_alloc.envs.pettingzoo:pettingzoo_env",
+        default_steps=200_000,
+        presets={"default": PETTINGZOO_PRESET},
+        options=(
+            EnvOption("env_fn", "", "PettingZoo ParallelEnv factory, package.module:attr"),
+            EnvOption("reward_reduce", "mean", "team reward from the agents': mean, sum, first"),
+        ),
+        description="any PettingZoo ParallelEnv (--env-fn pkg.module:factory)",
+    )
+)
+for _task, _steps in (("simple_spread_v3", 2_000_000), ("simple_speaker_listener_v4", 200_000)):
+    register(
+        EnvEntry(
+            _task,
+            f"kl_alloc.envs.mpe:{_task}",
+            default_steps=_steps,
+            presets={"default": "kl_alloc.envs.mpe:MPE_PRESET"},  # resolved in EnvEntry.preset
+            description=f"MPE2 {_task} (PettingZoo multi-particle env; pip install kl_alloc[mpe])",
+        )
+    )
 
 register(
     EnvEntry(

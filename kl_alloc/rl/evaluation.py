@@ -3,6 +3,7 @@ agent's policy for a number of whole episodes on a separate env.
 
 Every env copy plays the same number of episodes, and the first ``episodes`` of those are kept:
 counting "the first episodes to finish" instead would favour short (often bad) episodes.
+Action masks (``env.action_masks()``) hold here too: the mode is over the allowed actions.
 """
 
 from __future__ import annotations
@@ -38,9 +39,14 @@ def deterministic_returns(
     for _ in range(max_steps):
         if min(len(r) for r in returns) >= per_copy:
             break
+        masks = getattr(env, "action_masks", lambda: None)() or [None] * len(policies)
         actions = [
-            actions_to_numpy(p.dist(o).mode(n), spec)
-            for p, o, spec in zip(policies, policy_obs(obs), env.action_specs, strict=True)
+            actions_to_numpy(
+                (p.dist(o) if m is None else p.dist(o, torch.from_numpy(m))).mode(n), spec
+            )
+            for p, o, m, spec in zip(
+                policies, policy_obs(obs), masks, env.action_specs, strict=True
+            )
         ]
         res = env.step(actions)
         acc += res.reward

@@ -86,10 +86,47 @@ class Categorical:
     def mode(self, n: int) -> torch.Tensor:
         return self.log_probs.argmax(dim=-1).expand(n)
 
+    def entropy(self) -> torch.Tensor:
+        """-sum_k p_k log p_k per sample (0 * log 0 = 0: masked actions add nothing)."""
+        return -torch.sum(self.log_probs.exp() * self.log_probs, dim=-1)
+
     def detach(self) -> Categorical:
         out = Categorical.__new__(Categorical)
         out.log_probs = self.log_probs.detach().clone()
         return out
+
+
+#: the logit of a masked action: exp(-1e9 - logsumexp) is exactly 0 in float32, yet finite, so
+#: log-probabilities, KL (0 * finite) and entropy stay finite and their gradients are exact
+MASKED_LOGIT = -1e9
+
+
+class MaskedCategorical(Categorical):
+    """pi(a) = softmax(logits masked)_a: actions with ``mask`` False get probability exactly 0.
+
+    Masked logits are replaced by :data:`MASKED_LOGIT` (not -inf: 0 * (-inf) would make the KL
+    NaN). The mask is per sample and fixed (stored with the rollout), so old and new policies
+    share it and KL(old || new) sums over the allowed actions only. A row with no allowed action
+    is a caller error (:class:`~kl_alloc.envs.pettingzoo.PettingZooEnv` refuses such masks).
+    """
+
+    def __init__(self, logits: torch.Tensor, mask: torch.Tensor) -> None:
+        mask = mask.to(torch.bool)
+        self.mask = mask
+        fill = torch.full((), MASKED_LOGIT, dtype=logits.dtype)
+        super().__init__(torch.where(mask, logits, fill))
+
+    def sample(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        # inverse CDF on the allowed mass: idx = #{k: cdf_k <= u * cdf_K}. A masked k has
+        # cdf_k = cdf_{k-1}, so it is never the first k with cdf_k > u * cdf_K; rounding at the
+        # top end is caught by capping at the last allowed action
+        probs = self.log_probs.exp().expand(n, -1)
+        cdf = torch.cumsum(probs, dim=-1)
+        u = torch.rand((n, 1), generator=generator, dtype=probs.dtype) * cdf[:, -1:]
+        idx = (cdf <= u).sum(dim=-1)
+        mask = self.mask.expand(n, -1)
+        last = mask.shape[-1] - 1 - torch.argmax(mask.flip(-1).to(torch.int8), dim=-1)
+        return torch.minimum(idx, last)
 
 
 class DiagGaussian:
@@ -115,6 +152,11 @@ class DiagGaussian:
 
     def mode(self, n: int) -> torch.Tensor:
         return self.mean.expand(n, -1)
+
+    def entropy(self) -> torch.Tensor:
+        """sum_d (1/2 log(2 pi e) + log std_d) per sample."""
+        per_dim = self.log_std + 0.5 * math.log(2.0 * math.pi * math.e)
+        return per_dim.sum(dim=-1).expand(self.mean.shape[:-1])
 
     def detach(self) -> DiagGaussian:
         # clone: a free mean / the log-std ARE parameters; a view would follow later updates
@@ -151,9 +193,11 @@ class CategoricalPolicy(nn.Module):
                 hidden_layer_norm=hidden_layer_norm,
             )
 
-    def dist(self, obs: torch.Tensor) -> Categorical:
-        """Stateless policies return a (1, K) distribution that broadcasts over the batch."""
-        return Categorical(self.logits if self.obs_size == 0 else self.net(obs))
+    def dist(self, obs: torch.Tensor, mask: torch.Tensor | None = None) -> Categorical:
+        """Stateless policies return a (1, K) distribution that broadcasts over the batch;
+        with a (B, K) bool ``mask`` of allowed actions, a :class:`MaskedCategorical`."""
+        logits = self.logits if self.obs_size == 0 else self.net(obs)
+        return Categorical(logits) if mask is None else MaskedCategorical(logits, mask)
 
     def summary(self) -> np.ndarray:
         """Action probabilities (K,) of a stateless policy (for ``env.expected_reward``)."""
@@ -224,7 +268,8 @@ class GaussianPolicy(nn.Module):
             return self.log_std
         return math.log(self.std_max) + nn.functional.logsigmoid(self.std_logit)
 
-    def dist(self, obs: torch.Tensor) -> DiagGaussian:
+    def dist(self, obs: torch.Tensor, mask: torch.Tensor | None = None) -> DiagGaussian:
+        """``mask`` is accepted for a uniform call and ignored (continuous actions)."""
         mean = self.mean if self.obs_size == 0 else self.net(obs)
         return DiagGaussian(mean, self.current_log_std())
 

@@ -5,6 +5,12 @@ Episodes run across iteration boundaries (the collector keeps the current observ
 the env resets finished copies itself (see :mod:`kl_alloc.envs.base`). Optional running
 observation normalisation (per agent, and for the global state) is updated as data arrives;
 stored observations are the normalised ones the policies actually saw.
+
+Envs with action masks or agents that leave an episode early (``env.action_masks()`` /
+``env.active_agents()``, see :mod:`kl_alloc.envs.base`) also get, per agent, the masks the
+policy sampled under and a per-sample validity flag (the agent was still in the episode); the
+observation normaliser of an agent only sees its valid samples. Envs without them take exactly
+the code path they always took.
 """
 
 from __future__ import annotations
@@ -47,6 +53,10 @@ class Rollout:
     truncated_states: torch.Tensor  # (K, state_size): final states of those steps
     episode_returns: list[float] = field(default_factory=list)
     episode_lengths: list[int] = field(default_factory=list)
+    #: agent i: (T*N, n) bool allowed actions, or None (no masks)
+    action_masks: list[torch.Tensor | None] | None = None
+    #: agent i: (T*N,) bool, False where the agent had left its episode; None: all valid
+    valid: list[torch.Tensor | None] | None = None
 
     @property
     def num_samples(self) -> int:
@@ -75,13 +85,27 @@ class RolloutCollector:
             self.state_norm = RunningMeanStd((env.state_size,), clip=obs_clip)
         self._obs: list[np.ndarray] | None = None
         self._state: np.ndarray | None = None
+        self._masks: list[np.ndarray | None] | None = None
+        self._active: np.ndarray | None = None
         self._ep_return = np.zeros(env.num_envs, np.float64)
         self._ep_len = np.zeros(env.num_envs, np.int64)
 
     def reset(self, seed: int | None) -> None:
+        """Reset the env and the episode accumulators (the normalisers keep their statistics)."""
         self._obs, self._state = self.env.reset(seed=seed)
+        self._read_masks()
         self._ep_return[:] = 0.0
         self._ep_len[:] = 0
+
+    def _read_masks(self) -> None:
+        masks = getattr(self.env, "action_masks", lambda: None)()
+        self._masks = None if masks is None or all(m is None for m in masks) else masks
+        self._active = getattr(self.env, "active_agents", lambda: None)()
+
+    def masks_tensor(self, i: int, masks: list[np.ndarray | None] | None) -> torch.Tensor | None:
+        if masks is None or masks[i] is None:
+            return None
+        return torch.from_numpy(np.ascontiguousarray(masks[i], dtype=bool))
 
     # -- normalisation --------------------------------------------------------------------------
     def _norm_obs(self, i: int, raw: np.ndarray, update: bool) -> np.ndarray:
@@ -130,14 +154,35 @@ class RolloutCollector:
         trunc_states: list[np.ndarray] = []
         ep_returns: list[float] = []
         ep_lengths: list[int] = []
+        masked = self._masks is not None
+        mask_buf = [
+            torch.empty(horizon, n, s.n, dtype=torch.bool)
+            if masked and self._masks[i] is not None
+            else None
+            for i, s in enumerate(specs)
+        ]
+        valid_buf = None if self._active is None else np.empty((horizon, n, env.n_agents), bool)
 
         for t in range(horizon):
             state_buf[t] = torch.from_numpy(self.norm_state(self._state, update=True))
+            if valid_buf is not None:
+                valid_buf[t] = self._active
             actions = []
             for i, policy in enumerate(self.policies):
-                o = self._to(self._norm_obs(i, self._obs[i], update=True))
+                if valid_buf is None:
+                    o = self._to(self._norm_obs(i, self._obs[i], update=True))
+                else:
+                    alive = self._active[:, i]
+                    if self.obs_norms is not None and alive.any():
+                        self.obs_norms[i].update(self._obs[i][alive])
+                    o = self._to(self._norm_obs(i, self._obs[i], update=False))
                 obs_buf[i][t] = o
-                dist = policy.dist(o)
+                if mask_buf[i] is not None:
+                    m = self.masks_tensor(i, self._masks)
+                    mask_buf[i][t] = m
+                    dist = policy.dist(o, m)
+                else:
+                    dist = policy.dist(o)
                 a = dist.sample(n, generator)
                 act_buf[i][t] = a
                 logp_buf[i][t] = dist.log_prob(a)
@@ -160,6 +205,8 @@ class RolloutCollector:
                 trunc_at.append(np.stack([np.full(idx.size, t), idx], axis=1))
                 trunc_states.append(self.norm_state(res.final_state[idx]))
             self._obs, self._state = res.obs, res.state
+            if masked or valid_buf is not None:
+                self._read_masks()
 
         s = env.state_size
         return Rollout(
@@ -180,6 +227,15 @@ class RolloutCollector:
             ),
             episode_returns=ep_returns,
             episode_lengths=ep_lengths,
+            action_masks=None
+            if not masked
+            else [None if b is None else b.reshape(horizon * n, -1) for b in mask_buf],
+            valid=None
+            if valid_buf is None
+            else [
+                torch.from_numpy(valid_buf[:, :, i].reshape(horizon * n).copy())
+                for i in range(env.n_agents)
+            ],
         )
 
     # -- checkpointing --------------------------------------------------------------------------
@@ -193,13 +249,20 @@ class RolloutCollector:
             if self.obs_norms is None
             else [m.state_dict() for m in self.obs_norms],
             "state_norm": None if self.state_norm is None else self.state_norm.state_dict(),
-        }
+            "masks": None if self._masks is None else [None if m is None else m.copy()
+                                                       for m in self._masks],
+            "active": None if self._active is None else self._active.copy(),
+        }  # fmt: skip
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self._obs = None if state["obs"] is None else [np.array(o) for o in state["obs"]]
         self._state = None if state["state"] is None else np.array(state["state"])
         self._ep_return = np.array(state["ep_return"], np.float64)
         self._ep_len = np.array(state["ep_len"], np.int64)
+        masks = state.get("masks")
+        self._masks = None if masks is None else [None if m is None else np.array(m) for m in masks]
+        active = state.get("active")
+        self._active = None if active is None else np.array(active, bool)
         if self.obs_norms is not None and state.get("obs_norms") is not None:
             for m, s in zip(self.obs_norms, state["obs_norms"], strict=True):
                 m.load_state_dict(s)

@@ -17,7 +17,10 @@ written atomically) hold the policies, critic and its optimizer, observation/val
 the torch generator and numpy RNG states, ``env.state_dict()``, the collector's current
 observations and episode accumulators, the iteration counters and the byte offsets of the
 telemetry files. A resumed run truncates the telemetry back to its checkpoint and replays from
-there to the same numbers as an uninterrupted run (wall-clock fields aside).
+there to the same numbers as an uninterrupted run (wall-clock fields aside). An env that cannot
+save its state (``env.exact_state`` False: PettingZoo envs) is instead reset from a seed derived
+from the run seed and the checkpoint's iteration, with a warning: the continuation is
+reproducible but differs from an uninterrupted run (episodes in flight are cut).
 """
 
 from __future__ import annotations
@@ -98,11 +101,24 @@ def _device(name: str) -> torch.device:
     return device
 
 
+def _wrap_parallel_env(env: Any, config: TrainerConfig | None, seed: int) -> MultiAgentEnv:
+    """A PettingZoo ``ParallelEnv`` instance becomes a :class:`PettingZooEnv` of
+    ``config.num_envs`` deep copies of it (pass ``make_env("module:factory")`` instead to have
+    evaluation and resume rebuild it by name)."""
+    from kl_alloc.envs.pettingzoo import PettingZooEnv, is_parallel_env
+
+    if not is_parallel_env(env):
+        return env
+    n = (config or TrainerConfig()).num_envs
+    return PettingZooEnv(lambda: copy.deepcopy(env), num_envs=n, seed=seed)
+
+
 class Trainer:
     """Trains one policy per agent and a centralised critic on a :class:`MultiAgentEnv`.
 
     Args:
-        env: an env instance, or a registered name (built with ``config.num_envs`` copies).
+        env: an env instance, or a registered name (built with ``config.num_envs`` copies), or
+            a PettingZoo ``ParallelEnv`` (wrapped: ``config.num_envs`` deep copies of it).
         algo: "hatrpo" (uniform split, random order), "hatrpo-w" (water-filling) or "hatrpo-g"
             (greedy, re-scored); ignored for the allocation if ``allocator`` is given.
         config: a :class:`TrainerConfig`; default: the env's preset if there is one
@@ -135,6 +151,7 @@ class Trainer:
             env = _make_env(
                 env, config.num_workers, num_envs=config.num_envs, seed=seed, **config.env_kwargs
             )
+        env = _wrap_parallel_env(env, config, seed)
         spec = _env_spec(env)
         if config is None:
             config = TrainerConfig.for_env(spec["name"]) if spec else TrainerConfig()
@@ -266,12 +283,15 @@ class Trainer:
         t2 = time.perf_counter()
 
         with torch.no_grad():
-            batches = [
-                AgentBatch(obs, act, logp, policy.dist(obs).detach())
-                for policy, obs, act, logp in zip(
-                    self.policies, rollout.obs, rollout.actions, rollout.log_probs, strict=True
-                )
-            ]
+            batches = []
+            for i, (policy, obs, act, logp) in enumerate(
+                zip(self.policies, rollout.obs, rollout.actions, rollout.log_probs, strict=True)
+            ):
+                mask = None if rollout.action_masks is None else rollout.action_masks[i]
+                valid = None if rollout.valid is None else rollout.valid[i]
+                batch = AgentBatch(obs, act, logp, None, mask, valid)  # type: ignore[arg-type]
+                batch.old_dist = batch.dist(policy).detach()
+                batches.append(batch)
         adv_t = torch.as_tensor(adv.reshape(-1), dtype=torch.float32, device=self.device)
         result = self.updater.run(batches, adv_t, self.delta_total, self.rng)
         t3 = time.perf_counter()
@@ -568,7 +588,10 @@ class Trainer:
         self.collector.load_state_dict(state["collector"])
         self.generator.set_state(state["torch_generator"])
         self.rng.bit_generator.state = state["numpy_rng"]
-        self.env.load_state_dict(state["env"])
+        if getattr(self.env, "exact_state", True):
+            self.env.load_state_dict(state["env"])
+        elif state["started"]:
+            self._restart_env(int(state["iteration"]))
         self.iteration = int(state["iteration"])
         self.env_steps = int(state["env_steps"])
         self.wall_time = float(state["wall_time"])
@@ -579,6 +602,20 @@ class Trainer:
             self._close_writer()
             offsets = state.get("telemetry_offsets")
             self._telemetry_offsets = (0, 0) if offsets is None else tuple(offsets)
+
+    def _restart_env(self, iteration: int) -> None:
+        """Resume an env that cannot save its state (``env.exact_state`` False): reset its
+        copies from ``SeedSequence([seed, iteration, 0x5E5E]).generate_state(1)[0]`` and start
+        fresh episodes; policies, critic, normalisers and RNGs continue from the checkpoint."""
+        seed = int(np.random.SeedSequence([self.seed, iteration, 0x5E5E]).generate_state(1)[0])
+        logger.warning(
+            "%s cannot save its state: resuming at iteration %d with its copies reset from seed "
+            "%d; the continuation differs from an uninterrupted run",
+            type(self.env).__name__,
+            iteration,
+            seed,
+        )
+        self.collector.reset(seed)
 
     @classmethod
     def load(

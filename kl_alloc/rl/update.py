@@ -67,12 +67,26 @@ class TRPOSettings:
 
 @dataclass
 class AgentBatch:
-    """One agent's slice of the rollout, plus its old policy's distribution (fixed)."""
+    """One agent's slice of the rollout, plus its old policy's distribution (fixed).
+
+    ``mask`` (B, K) bool: the allowed actions each sample was drawn under (masked Categorical),
+    or None. ``valid`` (B,) bool: False where the agent had left its episode, or None (all
+    valid). On an invalid sample the agent's ratio is 1 (its action did nothing), so the sample
+    adds a constant to the surrogate mean(r * M * A) and nothing to its gradient, and the KL is
+    averaged over the valid samples only: mean_valid KL(pi_old || pi_theta). The surrogate stays
+    a mean over all samples, so its improvements are on the same scale for every agent (what
+    HATRPO-G compares)."""
 
     obs: torch.Tensor
     actions: torch.Tensor
     old_log_probs: torch.Tensor
     old_dist: Categorical | DiagGaussian
+    mask: torch.Tensor | None = None
+    valid: torch.Tensor | None = None
+
+    def dist(self, policy: Policy) -> Categorical | DiagGaussian:
+        """The policy's distribution on this batch (under its masks, if any)."""
+        return policy.dist(self.obs) if self.mask is None else policy.dist(self.obs, self.mask)
 
 
 @dataclass
@@ -240,18 +254,27 @@ class SequentialUpdate:
     # forwards, so sharing never changes a number
     @staticmethod
     def _ratio(batch: AgentBatch, dist) -> torch.Tensor:
-        """pi_theta(a|o) / pi_old(a|o) per sample (product over action dimensions)."""
-        return torch.exp(dist.log_prob(batch.actions) - batch.old_log_probs)
+        """pi_theta(a|o) / pi_old(a|o) per sample (product over action dimensions); 1 on the
+        samples where the agent had left its episode."""
+        ratio = torch.exp(dist.log_prob(batch.actions) - batch.old_log_probs)
+        if batch.valid is None:
+            return ratio
+        return torch.where(batch.valid, ratio, torch.ones_like(ratio))
 
     @staticmethod
     def _mean_kl(batch: AgentBatch, dist) -> torch.Tensor:
-        return batch.old_dist.kl(dist).mean()
+        """mean KL(pi_old || pi_theta) over the samples (the valid ones, if some are not)."""
+        kl = batch.old_dist.kl(dist)
+        if batch.valid is None:
+            return kl.mean()
+        valid = batch.valid.to(kl.dtype)
+        return torch.sum(kl * valid) / torch.clamp(valid.sum(), min=1.0)
 
     def direction(self, i: int, batch: AgentBatch, weights: torch.Tensor) -> Direction:
         """g, s = CG(F, g), s^T F s at the agent's current (old) parameters."""
         policy = self.policies[i]
         params = list(policy.parameters())
-        dist = policy.dist(batch.obs)
+        dist = batch.dist(policy)
         surrogate = torch.mean(self._ratio(batch, dist) * weights)
         g = flat_grad(surrogate, params, retain_graph=True).detach()
         base = float(surrogate.detach())
@@ -273,7 +296,7 @@ class SequentialUpdate:
 
         @torch.no_grad()
         def evaluate() -> tuple[float, float]:
-            dist = self.policies[i].dist(batch.obs)
+            dist = batch.dist(self.policies[i])
             ratio = self._ratio(batch, dist)
             last_ratio[:] = [ratio]
             return float(torch.mean(ratio * weights)), float(self._mean_kl(batch, dist))
@@ -301,7 +324,7 @@ class SequentialUpdate:
     @torch.no_grad()
     def ratio(self, i: int, batch: AgentBatch) -> torch.Tensor:
         """pi_i,new(a_i|o_i) / pi_i,old(a_i|o_i) per sample (product over action dims)."""
-        return self._ratio(batch, self.policies[i].dist(batch.obs))
+        return self._ratio(batch, batch.dist(self.policies[i]))
 
     # -- the sequential update: measure -> allocate -> commit -----------------------------------
     def run(

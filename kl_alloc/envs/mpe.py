@@ -1,0 +1,79 @@
+"""The built-in MPE2 tasks (``pip install "kl_alloc[mpe]"``): PettingZoo's multi-particle
+environments, now in the ``mpe2`` package, through :class:`~kl_alloc.envs.pettingzoo.PettingZooEnv`.
+
+Discrete actions (the scenarios' own default, ``Discrete(5)``: no-op and four pushes; the
+speaker's ``Discrete(3)`` is its message): the MPE results HARL and MAPPO report on these two
+tasks use them, and a categorical policy needs no bound rescaling. ``continuous_actions=True``
+works too (Box [0, 1] actions, rescaled by the adapter). Sizes (measured with mpe2 1.1.1):
+
+======================================  ==============================  ===================
+task                                    obs per agent                   actions / state
+======================================  ==============================  ===================
+``simple_spread_v3`` (N=3)              18 each                         Discrete(5) each; 54
+``simple_speaker_listener_v4``          speaker 3, listener 11          Discrete(3), (5); 14
+======================================  ==============================  ===================
+
+Every agent gets the same team reward in both (``reward_reduce="mean"`` returns it as is);
+episodes are ``max_cycles`` = 25 steps, cut by the time limit (truncation).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from kl_alloc.envs.pettingzoo import PettingZooEnv
+
+__all__ = ["MPE_PRESET", "simple_speaker_listener_v4", "simple_spread_v3"]
+
+INSTALL_HINT = 'the MPE tasks need mpe2: pip install "kl_alloc[mpe]"'
+
+#: TrainerConfig overrides of the MPE tasks (see the README for the learning numbers)
+MPE_PRESET: dict[str, Any] = dict(
+    num_envs=16,
+    rollout_length=50,
+    hidden=(64, 64),
+    critic_hidden=(64, 64),
+    normalize_obs=True,
+    normalize_values=True,
+    eval_every=10,
+    eval_episodes=8,
+    checkpoint_every=10,
+)
+
+
+def _parallel_env(task: str):
+    try:
+        module = importlib.import_module(f"mpe2.{task}")
+    except ImportError as err:
+        raise ImportError(f"{INSTALL_HINT} ({err})") from err
+    return module.parallel_env
+
+
+def simple_spread_v3(
+    num_envs: int = 16,
+    seed: int | None = None,
+    N: int = 3,  # noqa: N803 (the scenario's own keyword)
+    local_ratio: float = 0.5,
+    max_cycles: int = 25,
+    continuous_actions: bool = False,
+    reward_reduce: str = "mean",
+) -> PettingZooEnv:
+    """N agents cover N landmarks without colliding (homogeneous agents)."""
+    kwargs = dict(N=int(N), local_ratio=float(local_ratio), max_cycles=int(max_cycles),
+                  continuous_actions=bool(continuous_actions))  # fmt: skip
+    return PettingZooEnv(_parallel_env("simple_spread_v3"), num_envs, seed, kwargs, reward_reduce)
+
+
+def simple_speaker_listener_v4(
+    num_envs: int = 16,
+    seed: int | None = None,
+    max_cycles: int = 25,
+    continuous_actions: bool = False,
+    reward_reduce: str = "mean",
+) -> PettingZooEnv:
+    """A speaker that sees the goal colour tells a listener that moves (heterogeneous agents)."""
+    kwargs = dict(max_cycles=int(max_cycles), continuous_actions=bool(continuous_actions))
+    return PettingZooEnv(
+        _parallel_env("simple_speaker_listener_v4"), num_envs, seed, kwargs, reward_reduce
+    )
