@@ -236,7 +236,30 @@ def test_batched_rows_equal_single_solves_bitwise(insts, method):
         assert batch.iterations[i] == single.iterations
         assert batch.status[i] == single.status
         assert batch.converged[i] == single.converged
-        assert batch.residual[i] == single.residual
+        # residual = sum(delta) - total: its last bits depend on where the output array lies
+        # relative to the inputs (the compiler's overlap check picks a scalar or a vector sum),
+        # so rows of a batch and single calls agree to rounding; delta, level and status bitwise
+        scale = abs(T[i]) + float(np.sum(np.abs(single.delta)))
+        assert batch.residual[i] == pytest.approx(single.residual, rel=0, abs=8 * EPS * scale)
+
+
+#: budgets in the subnormal range (total < 2.2e-308): the exact method does not converge there
+#: (status 1 after max_iter, or a residual of one subnormal ulp). Found by hypothesis (its
+#: local example database replays them); the solver is not fixed yet: kept as strict xfails so a
+#: fix shows up.
+_SUBNORMAL_TOTALS = [
+    (np.array([1.0, 1.0]), 5e-324, 0.0, 0.0, 5e-324),
+    (np.array([2.0, 2.0]), 5e-324, 0.0, 0.0, 5e-324),
+    (np.array([3.0]), 5e-323, 0.0, 0.0, np.inf),
+]
+
+
+@pytest.mark.xfail(strict=True, reason="known: subnormal budgets (issue noted in the README)")
+@pytest.mark.parametrize("inst", _SUBNORMAL_TOTALS)
+def test_subnormal_budget_solves_exactly(inst):
+    w, total, floors, lower, upper = inst
+    res = water_fill(w, total, floors=floors, lower=lower, upper=upper)
+    assert res.status == 0 and res.residual == 0.0
 
 
 @pytest.mark.parametrize("n", [3, 64, 1500])
