@@ -113,6 +113,45 @@ def _wrap_parallel_env(env: Any, config: TrainerConfig | None, seed: int) -> Mul
     return PettingZooEnv(lambda: copy.deepcopy(env), num_envs=n, seed=seed)
 
 
+def _build_networks(
+    env: MultiAgentEnv, config: TrainerConfig, seed: int
+) -> tuple[list[Policy], Critic]:
+    """One policy per agent and the centralised critic, initialised from ``seed`` (torch's
+    global generator, forked: the caller's stream is left alone)."""
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        policies: list[Policy] = [
+            make_policy(
+                o,
+                spec_i,
+                hidden=config.hidden,
+                activation=config.activation,
+                init_log_std=config.init_log_std,
+                init_mean=config.init_action_mean,
+                feature_norm=config.feature_norm,
+                hidden_layer_norm=config.hidden_layer_norm,
+                std_param=config.std_param,
+                std_max=config.std_max,
+            )
+            for o, spec_i in zip(env.obs_sizes, env.action_specs, strict=True)
+        ]
+        critic = Critic(
+            env.state_size,
+            config.critic_hidden,
+            config.activation,
+            config.critic_lr,
+            config.normalize_values,
+            loss=config.critic_loss,
+            huber_delta=config.huber_delta,
+            value_clip=config.value_clip,
+            max_grad_norm=config.critic_max_grad_norm,
+            adam_eps=config.critic_adam_eps,
+            feature_norm=config.feature_norm,
+            hidden_layer_norm=config.hidden_layer_norm,
+        )
+    return policies, critic
+
+
 class Trainer:
     """Trains one policy per agent and a centralised critic on a :class:`MultiAgentEnv`.
 
@@ -171,37 +210,7 @@ class Trainer:
         self.n_agents = env.n_agents
         self.delta_total = config.budget(self.n_agents)
 
-        with torch.random.fork_rng():
-            torch.manual_seed(self.seed)
-            self.policies: list[Policy] = [
-                make_policy(
-                    o,
-                    spec_i,
-                    hidden=config.hidden,
-                    activation=config.activation,
-                    init_log_std=config.init_log_std,
-                    init_mean=config.init_action_mean,
-                    feature_norm=config.feature_norm,
-                    hidden_layer_norm=config.hidden_layer_norm,
-                    std_param=config.std_param,
-                    std_max=config.std_max,
-                )
-                for o, spec_i in zip(env.obs_sizes, env.action_specs, strict=True)
-            ]
-            self.critic = Critic(
-                env.state_size,
-                config.critic_hidden,
-                config.activation,
-                config.critic_lr,
-                config.normalize_values,
-                loss=config.critic_loss,
-                huber_delta=config.huber_delta,
-                value_clip=config.value_clip,
-                max_grad_norm=config.critic_max_grad_norm,
-                adam_eps=config.critic_adam_eps,
-                feature_norm=config.feature_norm,
-                hidden_layer_norm=config.hidden_layer_norm,
-            )
+        self.policies, self.critic = _build_networks(env, config, self.seed)
         for net in (*self.policies, self.critic):
             net.to(self.device)
         self.generator = torch.Generator().manual_seed(self.seed)  # on the CPU, any device
