@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from kl_alloc.plugins import METHOD_GROUP, PluginError, is_spec, load_entry_point, load_object
+from kl_alloc.plugins import METHOD_GROUP, PluginError, is_spec, load_object, resolve
 
 #: colours of methods without their own, cycled by position
 EXTRA_COLORS = ("#C44E52", "#8172B3", "#937860", "#DA8BC3", "#8C8C8C", "#64B5CD")
@@ -166,18 +166,10 @@ def get_method(name: str) -> Method:
     """Resolve ``name`` (registered, entry point or ``module:attr``); ValueError if unknown."""
     if isinstance(name, Method):
         return name
-    name = str(name)
-    if name in _REGISTRY:
-        return _REGISTRY[name]
-    obj = load_entry_point(METHOD_GROUP, name)
-    if obj is not None:
-        return _as_method(name, obj)
-    if is_spec(name):
-        return _as_method(name, load_object(name, "method"))
-    raise PluginError(
-        f"unknown method {name!r}; known: {', '.join(available_methods())}, "
-        "or 'package.module:attr' for your own allocator"
-    )
+    return resolve(
+        str(name), _REGISTRY, METHOD_GROUP, _as_method, "method", available_methods(),
+        "for your own allocator",
+    )  # fmt: skip
 
 
 # -- display helpers: never import user code (a report may read runs of methods that are not

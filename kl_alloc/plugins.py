@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib
 import sys
+from collections.abc import Callable
 from importlib import metadata
 from typing import Any
 
@@ -69,3 +70,26 @@ def load_entry_point(group: str, name: str) -> Any | None:
             except Exception as exc:  # a broken plug-in must say which one
                 raise PluginError(f"entry point {group}:{name} ({ep.value}): {exc}") from exc
     return None
+
+
+def resolve(
+    name: str,
+    registry: dict[str, Any],
+    group: str,
+    convert: Callable[[str, Any], Any],
+    what: str,
+    known: list[str],
+    hint: str,
+) -> Any:
+    """The one lookup of every registry: a registered entry, else an entry point of ``group``,
+    else a ``module:attr`` spec; ``convert(name, obj)`` turns a loaded object into an entry."""
+    if name in registry:
+        return registry[name]
+    obj = load_entry_point(group, name)
+    if obj is not None:
+        return convert(name, obj)
+    if is_spec(name):
+        return convert(name, load_object(name, what))
+    raise PluginError(
+        f"unknown {what} {name!r}; known: {', '.join(known)}, or 'package.module:attr' {hint}"
+    )

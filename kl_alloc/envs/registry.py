@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kl_alloc.envs.base import MultiAgentEnv
-from kl_alloc.plugins import ENV_GROUP, PluginError, is_spec, load_entry_point, load_object
+from kl_alloc.plugins import ENV_GROUP, PluginError, is_spec, load_object, resolve
 
 EnvFactory = Callable[..., MultiAgentEnv]
 #: a preset: TrainerConfig overrides, or a function of the env kwargs returning them, or the
@@ -146,18 +146,10 @@ def _entry_from_object(name: str, obj: Any) -> EnvEntry:
 
 def get_env_entry(name: str) -> EnvEntry:
     """Resolve an env name (registered, entry point or ``module:attr``)."""
-    name = str(name)
-    if name in _REGISTRY:
-        return _REGISTRY[name]
-    obj = load_entry_point(ENV_GROUP, name)
-    if obj is not None:
-        return _entry_from_object(name, obj)
-    if is_spec(name):
-        return _entry_from_object(name, load_object(name, "env"))
-    raise PluginError(
-        f"unknown environment {name!r}; known: {', '.join(available_envs())}, "
-        "or 'package.module:attr' for your own env factory"
-    )
+    return resolve(
+        str(name), _REGISTRY, ENV_GROUP, _entry_from_object, "environment", available_envs(),
+        "for your own env factory",
+    )  # fmt: skip
 
 
 def env_preset(
