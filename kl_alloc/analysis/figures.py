@@ -62,6 +62,14 @@ def new_figure(width: float, height: float) -> Figure:
     return fig
 
 
+def panel_grid(n: int, width: float = 5.2, height: float = 3.8) -> tuple[Figure, list]:
+    """A figure of ``n`` panels, at most 3 per row, and its axes in reading order."""
+    cols = min(3, n)
+    rows = math.ceil(n / cols)
+    fig = new_figure(width * cols, height * rows)
+    return fig, list(np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).ravel())
+
+
 # -- learning curves -------------------------------------------------------------------------------
 
 

@@ -6,14 +6,13 @@ with a bootstrap band of the mean over seeds.
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 from matplotlib.ticker import EngFormatter
 
-from kl_alloc.analysis.figures import new_figure
+from kl_alloc.analysis.figures import new_figure, panel_grid
 from kl_alloc.analysis.metrics import run_curve
 from kl_alloc.analysis.robust import curve_band
 from kl_alloc.analysis.tables import group_label, params_label
@@ -40,10 +39,7 @@ def plot_profiles(report: dict[str, Any]):
     panels = _profile_panels(report)
     if not panels:
         return None
-    cols = min(3, len(panels))
-    rows = math.ceil(len(panels) / cols)
-    fig = new_figure(5.2 * cols, 3.8 * rows)
-    axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).ravel()
+    fig, axes = panel_grid(len(panels))
     for ax, (name, prof) in zip(axes, panels, strict=False):
         for color, (key, p) in zip(_colors(len(prof)), prof.items(), strict=True):
             info = json.loads(key)
@@ -119,10 +115,7 @@ def plot_curves_ci(
     tasks = [t for t in report["tasks"] if t["task"] in groups]
     if not tasks:
         return None
-    cols = min(3, len(tasks))
-    rows = math.ceil(len(tasks) / cols)
-    fig = new_figure(5.2 * cols, 3.8 * rows)
-    axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).ravel()
+    fig, axes = panel_grid(len(tasks))
     for ax, task in zip(axes, tasks, strict=False):
         tg = groups[task["task"]]
         for color, key in zip(_colors(len(tg)), sorted(tg), strict=True):

@@ -6,14 +6,18 @@ against each swept value, and the cost per iteration against the number of agent
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 from matplotlib.ticker import EngFormatter
 
-from kl_alloc.analysis.figures import draw_mean_band, new_figure, plot_allocation_heatmaps
+from kl_alloc.analysis.figures import (
+    draw_mean_band,
+    new_figure,
+    panel_grid,
+    plot_allocation_heatmaps,
+)
 from kl_alloc.analysis.metrics import run_curve
 from kl_alloc.analysis.runs import RunSummary, params_key, row_order
 from kl_alloc.analysis.tables import group_label
@@ -41,10 +45,7 @@ def plot_curves(report: dict[str, Any], summaries: Sequence[RunSummary], include
     tasks = [t for t in report["tasks"] if t["task"] in groups]
     if not tasks:
         return None
-    cols = min(3, len(tasks))
-    rows = math.ceil(len(tasks) / cols)
-    fig = new_figure(5.2 * cols, 3.8 * rows)
-    axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).ravel()
+    fig, axes = panel_grid(len(tasks))
     for ax, task in zip(axes, tasks, strict=False):
         tg = groups[task["task"]]
         keys = sorted(
