@@ -511,3 +511,21 @@ def test_dry_run_lists_trials_and_filters(tmp_path, capsys):
     assert commands_main(args) == 0
     assert "2 trials" in capsys.readouterr().out
     assert commands_main([*args[:-1], "nothing"]) == 2
+
+
+def test_status_eta_past_a_day_is_not_wrapped(caplog):
+    """The sweep's ETA log line counts hours past 24 (it used to print a time of day)."""
+    import logging
+
+    from kl_alloc.experiments.runner import _Status
+
+    status = _Status(total=57, skipped=0, enabled=False, name="evidence")
+    status._start -= 2 * 3600.0  # one run took two hours: 56 left -> 112 hours
+    status.done = 1
+    with caplog.at_level(logging.INFO, logger="kl_alloc.experiments.runner"):
+        status.update(finished=1)
+    status.close()
+    (line,) = [r.getMessage() for r in caplog.records if "ETA" in r.getMessage()]
+    assert "1/57 finished" in line
+    eta = line.rsplit("ETA ", 1)[1]
+    assert eta.split(":")[0] in ("111", "112"), line

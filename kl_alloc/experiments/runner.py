@@ -146,7 +146,7 @@ class _Status:
         eta = (time.monotonic() - self._start) / n * (self.total - n) if n else float("nan")
         logger.info("runs: %d/%d finished (%d failed), %d running, ETA %s", n, self.total,
                     self.failed, self.running,
-                    "?" if eta != eta else time.strftime("%H:%M:%S", time.gmtime(eta)))  # fmt: skip
+                    "?" if eta != eta else self.bar.format_interval(eta))  # fmt: skip
 
     def close(self) -> None:
         self.bar.close()
