@@ -177,9 +177,11 @@ def test_evidence_script_writes_summary_figures_and_readme(sweep_runs, tmp_path)
     evidence = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(evidence)
     readme = tmp_path / "README.md"
-    readme.write_text(f"# x\n{evidence.START}\nold\n{evidence.END}\nafter\n")
+    start, end = evidence.markers("own-envs")
+    readme.write_text(f"# x\n{start}\nold\n{end}\nafter\n")
     out = tmp_path / "out"
     argv = ["--runs", str(sweep_runs), "--out", str(out), "--readme", str(readme)]
+    argv += ["--marker", "own-envs"]
     assert evidence.main([*argv, "--resamples", "50"]) == 0
     summary = json.loads((out / "summary.json").read_text())
     g4 = [r for r in summary["runs"] if r["task"] == "a" and r["method"] == "hatrpo-g"][-1]
@@ -190,7 +192,8 @@ def test_evidence_script_writes_summary_figures_and_readme(sweep_runs, tmp_path)
     assert summary["main_tasks"] == ["a", "b"] and summary["control_tasks"] == []
     assert {p.name for p in out.glob("*.png")} == {"curves.png", "profiles.png", "poi.png"}
     text = readme.read_text()
-    assert "old" not in text and text.endswith(f"{evidence.END}\nafter\n")
+    assert "old" not in text and text.endswith(f"{end}\nafter\n")
+    assert "evidence.py --runs" in text and "--marker own-envs" in text  # how to regenerate it
     assert "29 of 30 runs finished" in text and "a/hatrpo-g/seed-4 (0.06M)" in text
     assert "HATRPO-W > HATRPO" in text
     assert evidence.control_tasks(["ant-2x4", "ant-2x4-damping", "hc"]) == {"ant-2x4-damping"}
