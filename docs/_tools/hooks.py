@@ -14,6 +14,8 @@ from mkdocs.structure.files import File, Files
 ROOT = Path(__file__).resolve().parents[2]
 PREFIX = "_repo"
 LINK = re.compile(r"\]\(\.\./([^)\s#]+)")
+#: a note for GitHub readers of the API pages, dropped from the site (where the API is rendered)
+GITHUB_NOTE = re.compile(r" ?\(The `:::` lines below are rendered from the docstrings[^)]*\)")
 
 
 class RepoFile(File):
@@ -56,4 +58,4 @@ def on_page_markdown(markdown: str, page, config, files: Files) -> str:
             return m.group(0)
         return f"]({up}{PREFIX}/{rel}"
 
-    return LINK.sub(sub, markdown)
+    return GITHUB_NOTE.sub("", LINK.sub(sub, markdown))
