@@ -19,7 +19,7 @@ game the fraction of seeds ending in the global basin and the final expected rew
         --factors delta_total --runs-dir /tmp/a --results-dir /tmp/a
 
 Resumable (finished runs are reused). Writes ``ablation.json`` and ``ablation.png`` into
-``--results-dir`` and prints the table (Markdown) that the README's "Defaults by evidence" shows.
+``--results-dir`` and prints the table (Markdown) of docs/results.md's "Defaults by evidence".
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ update order, line-search tries, ...) changes by one bit.
 is intended and say why in the commit. ``--check`` exits 1 and names every run that differs,
 the first iteration that differs and the fields that differ.
 
-The runs (seed 0, the README's settings):
+The runs (seed 0, the settings in docs/results.md):
 
 - ``matrix/<algo>``: ``kl-alloc train --env matrix --algo ALGO --seed 0`` (default 400k steps,
   100 iterations, ~4 s of training each);

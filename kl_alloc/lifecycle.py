@@ -1,7 +1,7 @@
 """One run lifecycle: how a run directory is created, continued, extended or refused. Used by
 ``kl-alloc train``, the sweeps (every executor) and the benchmark drivers.
 
-The rules (the README states them too):
+The rules (docs/training.md states them too):
 
 1. The run's full spec (env and its kwargs, method, seed, preset, config overrides, target steps)
    is written to ``spec.json`` before the trainer is built, so a run killed at any moment can be

@@ -35,10 +35,10 @@ CI_RUNS = (
     "ant/hatrpo-w",
 )
 FILE = "runs.json"
-#: the README's medians over 10 seeds (every seed crossed at the same iteration); seed 0 should
+#: docs/results.md's medians over 10 seeds (every seed crossed at the same iteration); seed 0 should
 #: agree, but the stored value is what the code gave, not this
 README_SAMPLES_TO_099 = {"hatrpo": 92_000, "hatrpo-w": 68_000, "hatrpo-g": 72_000}
-#: where the README says every method ends on the differential game (the local optimum)
+#: where docs/results.md says every method ends on the differential game (the local optimum)
 DIFFERENTIAL_LOCAL_OPTIMUM = (1.12, 1.00)
 
 _records: dict[str, list[dict]] = {}
@@ -161,7 +161,7 @@ def test_matrix_expected_reward_per_iteration(algo, golden, tmp_root):
 def test_matrix_samples_to_099(algo, golden, tmp_root):
     got = samples_to_reach(run_records(f"matrix/{algo}", tmp_root))
     assert got == golden["matrix"][algo]["samples_to_0.99"]
-    assert got == README_SAMPLES_TO_099[algo]  # seed 0 agrees with the README's medians
+    assert got == README_SAMPLES_TO_099[algo]  # seed 0 agrees with the medians in docs/results.md
 
 
 @pytest.mark.slow

@@ -2,7 +2,7 @@
 
 The inputs are written out below; the outputs in ``tests/golden/solvers.json`` were measured
 from ``water_fill`` / ``greedy_allocate`` / ``uniform_allocate`` and are stored as hex floats. A
-refactoring of the solver core must reproduce them exactly. (The README notes that the sums over
+refactoring of the solver core must reproduce them exactly. (docs/solvers.md: the sums over
 agents are vectorised with ``fastmath={'reassoc'}``: on a machine with another vector width the
 last bits of some answers may legitimately differ; re-record there deliberately, see
 ``tests/golden/_golden.py``.) Large rows (the sampled-bracket / sampled-band paths) are drawn from

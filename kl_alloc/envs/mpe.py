@@ -28,7 +28,7 @@ __all__ = ["MPE_PRESET", "simple_speaker_listener_v4", "simple_spread_v3"]
 
 INSTALL_HINT = 'the MPE tasks need mpe2: pip install "kl_alloc[mpe]"'
 
-#: TrainerConfig overrides of the MPE tasks (see the README for the learning numbers)
+#: TrainerConfig overrides of the MPE tasks (see docs/envs.md for the learning numbers)
 MPE_PRESET: dict[str, Any] = dict(
     num_envs=16,
     rollout_length=50,

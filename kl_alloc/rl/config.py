@@ -6,7 +6,7 @@
 
 The allocation defaults (``delta_total``, ``wf_floor``, ``delta_min``/``delta_max``,
 ``greedy_eps``, ``rescore``, ``carry``) are the plain ones of algorithm.md; the ablation
-on the games (README) is what should confirm or replace them.
+on the games (docs/results.md) is what should confirm or replace them.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 simple_speaker_listener_v4 shows it in 24k steps (measured: mean episode return of the first
 five iterations about -31 -> -23 over the last five, deterministic evaluation about -12; seeds 0
 and 1). simple_spread_v3 does not in any budget a test can afford (measured: flat at about -25
-over 24k steps with delta 0.01, see the README), so it is only checked to train end to end."""
+over 24k steps with delta 0.01, see docs/envs.md), so it is only checked to train end to end."""
 
 from __future__ import annotations
 

@@ -13,7 +13,7 @@ torch = pytest.importorskip("torch")
 from kl_alloc.envs.base import MultiAgentEnv, StepResult  # noqa: E402
 from kl_alloc.envs.vmas import VMASEnv  # noqa: E402
 
-#: measured sizes (also in the module docs and the README): obs sizes, continuous action dims,
+#: measured sizes (also in the module docs and docs/envs.md): obs sizes, continuous action dims,
 #: discrete action counts
 SIZES = {
     "balance": ([16, 16, 16], [2, 2, 2], [9, 9, 9]),

@@ -257,7 +257,7 @@ _SUBNORMAL_TOTALS = [
 ]
 
 
-@pytest.mark.xfail(strict=True, reason="known: subnormal budgets (issue noted in the README)")
+@pytest.mark.xfail(strict=True, reason="known: subnormal budgets (noted in docs/solvers.md)")
 @pytest.mark.parametrize("inst", _SUBNORMAL_TOTALS)
 def test_subnormal_budget_solves_exactly(inst):
     w, total, floors, lower, upper = inst
