@@ -2,11 +2,14 @@
 
     .venv/bin/python benchmarks/solvers.py          # writes benchmarks/results/solvers.json
     .venv/bin/python benchmarks/solvers.py --quick  # no numpy/python peers at n = 1e6
+    .venv/bin/python benchmarks/solvers.py --baseline main --repeats 15  # + the previous wrappers
 
 Every case is timed in this one process, peers side by side, on the same instance: the median
 and the min over repeats of the wall time per call (each repeat runs the call enough times to
-last >= ~20 ms) and the median process CPU time per call, in microseconds; "x ours" is a row's
-median over our public call's median, and "fastest peer / ours" the same for the best peer. Every
+last >= ~20 ms) and the median and min process CPU time per call, in microseconds (on a loaded
+box the CPU times are the steadier measure: the wall clock also counts waiting for a core);
+"x ours" is a row's median over our public call's median, and "fastest peer / ours" the same for
+the best peer; brentq and the previous wrappers get their ratio by each of the four measures. Every
 peer's answer is checked against ours (max |delta - ours| / total, column "err") so no row times
 something that does not solve the problem. The machine is shared: the load average is printed
 and stored, and only ratios from the same run should be compared.
@@ -19,8 +22,11 @@ Rows:
   water_fill exact (API, out=)  the same with the caller's output array (no allocation)
   kernel exact                  the njit kernel, called through numba's dispatcher with a
                                 preallocated output (what the general path does)
-  compiled entry                the compiled entry point the API's fast path calls (no dispatcher):
-                                the part of the API time that is not Python
+  fast kernel                   the kernel the API's fast path calls (solve_fast through its
+                                dispatcher, preallocated output): the part of the API time that
+                                is not Python
+  previous ... (REV)            with --baseline REV: the wrapper modules water_fill.py/greedy.py
+                                of git revision REV, loaded beside the current ones (same kernels)
   scipy brentq                  scipy.optimize.brentq on the level, numpy closure (default xtol)
   numpy bisection               vectorised bisection on the level until |S - T| <= 1e-12 T
   python bisection              the same over Python lists (n <= 1024)
@@ -65,11 +71,15 @@ RESULTS = Path(__file__).resolve().parent / "results" / "solvers.json"
 # ------------------------------------------------------------------------------ timing
 
 
-def timed(fn, *, min_time=0.02, repeats=7) -> dict:
+REPEATS = 7  # (--repeats)
+
+
+def timed(fn, *, min_time=0.02, repeats=None) -> dict:
     """Median and min wall seconds per call over `repeats` repeats of `number` calls each, and
     the median process CPU seconds per call (on a shared, loaded box the wall clock also counts
     the time the process waited for a core; CPU time does not, but sums over threads)."""
     fn()  # warm (JIT cache load, page faults)
+    repeats = REPEATS if repeats is None else max(repeats, REPEATS * repeats // 7)
     number = 1
     while True:
         t0 = time.perf_counter()
@@ -92,6 +102,7 @@ def timed(fn, *, min_time=0.02, repeats=7) -> dict:
         "median": statistics.median(samples),
         "min": min(samples),
         "cpu_median": statistics.median(cpu),
+        "cpu_min": min(cpu),
         "number": number,
     }
 
@@ -101,6 +112,35 @@ def load() -> str:
         return " ".join(Path("/proc/loadavg").read_text().split()[:3])
     except OSError:
         return "n/a"
+
+
+# ------------------------------------------------------------------------------ baseline
+
+BASELINE: dict = {}  # "water_fill" / "greedy_allocate" of --baseline REV, and "rev"
+
+
+def load_baseline(rev: str) -> None:
+    """The public wrappers of git revision ``rev`` (kl_alloc/solvers/water_fill.py and greedy.py,
+    executed as separate modules beside the current ones; they share the current kernels, so a
+    kernel change is not measured, only the wrappers')."""
+    import types
+
+    root = Path(__file__).resolve().parents[1]
+    for name, attr in (("water_fill", "water_fill"), ("greedy", "greedy_allocate")):
+        src = subprocess.run(
+            ["git", "show", f"{rev}:kl_alloc/solvers/{name}.py"],
+            cwd=root, check=True, capture_output=True, text=True,
+        ).stdout  # fmt: skip
+        mod = types.ModuleType(f"baseline_{name}")
+        mod.__file__ = f"<{rev}:kl_alloc/solvers/{name}.py>"
+        sys.modules[mod.__name__] = mod
+        exec(compile(src, mod.__file__, "exec"), mod.__dict__)
+        BASELINE[attr] = getattr(mod, attr)
+    BASELINE["rev"] = rev
+    # the previous wrappers compile their variants through dispatchers the current ones keep
+    # closed: open them for the warm-up calls (timed() warms every function first)
+    for fn in (_K.solve_row_entry, sys.modules["kl_alloc.solvers._greedy_kernels"].greedy_entry):
+        fn._can_compile = True
 
 
 # ------------------------------------------------------------------------------ instances
@@ -249,14 +289,26 @@ def bench_water_fill(n, rng, quick):
         ),
     ]
     if n < _K.SAMPLE_MIN:
-        entry = _WF._entry((np.ndarray, float, np.ndarray))
+        fast = _WF._FAST
         rows.append(
             row(
                 case,
-                "compiled entry (preallocated out)",
-                timed(lambda: entry(U, T, C, 0.0, cap, 0, 1e-12, 200, out)),
+                "fast kernel (preallocated out)",
+                timed(lambda: fast(U, T, C, cap, out)),
                 ours=True,
                 note="what the API's fast path calls",
+            )
+        )
+    if BASELINE:
+        prev = BASELINE["water_fill"]
+        rows.append(
+            row(
+                case,
+                f"previous water_fill (API, {BASELINE['rev']})",
+                timed(lambda: prev(U, T, floors=C, upper=cap)),
+                ours=True,
+                err=_err(prev(U, T, floors=C, upper=cap).delta, ref.delta, T),
+                note="the previous wrapper, same kernels",
             )
         )
     peers = [("scipy brentq", peer_brentq), ("numpy bisection", peer_numpy_bisect)]
@@ -289,6 +341,20 @@ def bench_greedy(n, rng, quick):
             "greedy_allocate + .order",
             timed(lambda: greedy_allocate(L, D, T).order),
             ours=True,
+        ),
+        *(
+            [
+                row(
+                    case,
+                    f"previous greedy_allocate (API, {BASELINE['rev']})",
+                    timed(lambda: BASELINE["greedy_allocate"](L, D, T)),
+                    ours=True,
+                    err=_err(BASELINE["greedy_allocate"](L, D, T).delta, ref.delta, T),
+                    note="the previous wrapper, same kernels",
+                )
+            ]
+            if BASELINE
+            else []
         ),
         row(
             case,
@@ -425,6 +491,8 @@ def report(rows):
                 and "bisect" not in r["name"]
                 and "kernel" not in r["name"]
                 and "entry" not in r["name"]
+                and "fast kernel" not in r["name"]
+                and "previous" not in r["name"]
                 and "out=" not in r["name"]
                 and "order" not in r["name"]
             ),
@@ -432,10 +500,11 @@ def report(rows):
         )
         peers = [r["median"] for r in rs if not r["ours"]]
         best_peer = min(peers) if peers else None
+        ours_row = next((r for r in rs if r["ours"] and r["median"] == ours), None)
         lines.append(f"\n{case}")
         lines.append(
-            f"  {'':40s} {'median us':>12s} {'min us':>11s} {'cpu us':>11s} {'x ours':>9s} "
-            f"{'err':>9s}  note"
+            f"  {'':40s} {'median us':>12s} {'min us':>11s} {'cpu us':>11s} {'cpu min':>11s} "
+            f"{'x ours':>9s} {'err':>9s}  note"
         )
         for r in rs:
             ratio = r["median"] / ours if ours else float("nan")
@@ -445,10 +514,19 @@ def report(rows):
             err = "" if r["err"] is None else f"{r['err']:.1e}"
             lines.append(
                 f"  {r['name']:40s} {r['median'] * 1e6:12.3f} {r['min'] * 1e6:11.3f} "
-                f"{r['cpu_median'] * 1e6:11.3f} {ratio:9.1f} {err:>9s}  {r['note']}"
+                f"{r['cpu_median'] * 1e6:11.3f} {r['cpu_min'] * 1e6:11.3f} {ratio:9.1f} "
+                f"{err:>9s}  {r['note']}"
             )
         if best_peer is not None and ours:
-            lines.append(f"  -> fastest peer / ours = {best_peer / ours:.1f}x")
+            lines.append(f"  -> fastest peer / ours = {best_peer / ours:.1f}x (wall medians)")
+        for r in rs:  # the ratios the targets are stated in, by every measure
+            if ours_row is not None and ("brentq" in r["name"] or "previous" in r["name"]):
+                q = {k: r[k] / ours_row[k] for k in ("median", "min", "cpu_median", "cpu_min")}
+                r["ratios_to_ours"] = q
+                lines.append(
+                    f"  -> {r['name']} / ours = {q['median']:.2f}x wall median, {q['min']:.2f}x "
+                    f"wall min, {q['cpu_median']:.2f}x cpu median, {q['cpu_min']:.2f}x cpu min"
+                )
     return "\n".join(lines)
 
 
@@ -456,7 +534,13 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--out", default=str(RESULTS))
+    ap.add_argument("--baseline", metavar="REV", help="also time the wrappers of git revision REV")
+    ap.add_argument("--repeats", type=int, default=7, help="repeats per row (min/median over them)")
     args = ap.parse_args()
+    global REPEATS
+    REPEATS = max(3, args.repeats)
+    if args.baseline:
+        load_baseline(args.baseline)
     rng = np.random.default_rng(0)
     meta = {
         "python": platform.python_version(),
@@ -468,7 +552,10 @@ def main():
         "cores": os.cpu_count(),
         "numba_threads": numba.config.NUMBA_NUM_THREADS,
         "load_before": load(),
-        "command": "python benchmarks/solvers.py" + (" --quick" if args.quick else ""),
+        "command": "python benchmarks/solvers.py"
+        + (" --quick" if args.quick else "")
+        + (f" --baseline {args.baseline}" if args.baseline else "")
+        + (f" --repeats {args.repeats}" if args.repeats != 7 else ""),
     }
     rows = []
     for n in (4, 16, 1024, 10**6):

@@ -14,7 +14,8 @@ task                                    obs per agent                   actions 
 ======================================  ==============================  ===================
 
 Every agent gets the same team reward in both (``reward_reduce="mean"`` returns it as is);
-episodes are ``max_cycles`` = 25 steps, cut by the time limit (truncation).
+episodes are ``max_cycles`` = 25 steps, cut by the time limit (truncation). ``copy_offset``: see
+:class:`~kl_alloc.envs.pettingzoo.PettingZooEnv` (env worker processes).
 """
 
 from __future__ import annotations
@@ -58,11 +59,15 @@ def simple_spread_v3(
     max_cycles: int = 25,
     continuous_actions: bool = False,
     reward_reduce: str = "mean",
+    copy_offset: int = 0,
 ) -> PettingZooEnv:
     """N agents cover N landmarks without colliding (homogeneous agents)."""
     kwargs = dict(N=int(N), local_ratio=float(local_ratio), max_cycles=int(max_cycles),
                   continuous_actions=bool(continuous_actions))  # fmt: skip
-    return PettingZooEnv(_parallel_env("simple_spread_v3"), num_envs, seed, kwargs, reward_reduce)
+    return PettingZooEnv(
+        _parallel_env("simple_spread_v3"), num_envs, seed, kwargs, reward_reduce,
+        copy_offset=copy_offset,
+    )  # fmt: skip
 
 
 def simple_speaker_listener_v4(
@@ -71,9 +76,11 @@ def simple_speaker_listener_v4(
     max_cycles: int = 25,
     continuous_actions: bool = False,
     reward_reduce: str = "mean",
+    copy_offset: int = 0,
 ) -> PettingZooEnv:
     """A speaker that sees the goal colour tells a listener that moves (heterogeneous agents)."""
     kwargs = dict(max_cycles=int(max_cycles), continuous_actions=bool(continuous_actions))
     return PettingZooEnv(
-        _parallel_env("simple_speaker_listener_v4"), num_envs, seed, kwargs, reward_reduce
-    )
+        _parallel_env("simple_speaker_listener_v4"), num_envs, seed, kwargs, reward_reduce,
+        copy_offset=copy_offset,
+    )  # fmt: skip

@@ -40,8 +40,10 @@ all refer to ``possible_agents[i]``. The rules (each one a choice; the reason is
 - **Global state**: ``env.state()`` when the env has one (a ``state_space``, or ``state()``
   works after reset), else the concatenated flattened observations of all ``possible_agents``
   (zeros for absent agents).
-- **Seeds**: ``reset(seed)`` resets copy ``k`` with a seed spawned from
-  ``np.random.SeedSequence(seed)``; automatic resets continue each copy's own generator.
+- **Seeds**: ``reset(seed)`` resets copy ``k`` with a seed from child ``copy_offset + k`` of
+  ``np.random.SeedSequence(seed)`` (what ``spawn`` gives); automatic resets continue each
+  copy's own generator. So copies ``[a, b)`` built with ``copy_offset=a`` step exactly as those
+  copies of the whole env: env worker processes (:mod:`kl_alloc.envs.workers`) rely on it.
 - **Checkpoints**: a PettingZoo env cannot save its state in general, so ``exact_state`` is
   False: a resumed run resets the copies from a seed derived from the run seed and the
   iteration (see :meth:`kl_alloc.rl.trainer.Trainer.resume`).
@@ -115,6 +117,8 @@ class PettingZooEnv(MultiAgentEnv):
             ``"clip"`` (clip to the bounds).
         first: an already built copy to use as copy 0 (what ``env_fn`` returned when
             :func:`~kl_alloc.envs.registry.make_env` probed a user factory).
+        copy_offset: this env's copy ``k`` is copy ``copy_offset + k`` of a larger env with the
+            same seed (its reset seeds; see the module docstring).
     """
 
     exact_state = False
@@ -128,9 +132,13 @@ class PettingZooEnv(MultiAgentEnv):
         reward_reduce: str = "mean",
         box_actions: str = "rescale",
         first: Any = None,
+        copy_offset: int = 0,
     ) -> None:
         if int(num_envs) < 1:
             raise ValueError(f"num_envs must be >= 1, got {num_envs}")
+        if int(copy_offset) < 0:
+            raise ValueError(f"copy_offset must be >= 0, got {copy_offset}")
+        self.copy_offset = int(copy_offset)
         if reward_reduce not in REWARD_REDUCE:
             raise ValueError(
                 f"reward_reduce: expected one of {REWARD_REDUCE}, got {reward_reduce!r}"
@@ -247,13 +255,19 @@ class PettingZooEnv(MultiAgentEnv):
     # ------------------------------------------------------------------ interface
 
     def reset(self, seed: int | None = None) -> tuple[list[np.ndarray], np.ndarray]:
-        """Reset every copy; copy ``k`` gets a seed spawned from ``SeedSequence(seed)`` (the
-        constructor's seed on the first call)."""
+        """Reset every copy; copy ``k`` gets a seed from child ``copy_offset + k`` of
+        ``SeedSequence(seed)`` (the constructor's seed on the first call)."""
         if seed is None and not self._seeded:
             seed = self._seed
         if seed is not None or not self._seeded:
             root = np.random.SeedSequence(seed)
-            seeds = [int(c.generate_state(1, np.uint32)[0]) for c in root.spawn(self.num_envs)]
+            children = [  # == root.spawn(copy_offset + num_envs)[copy_offset:]
+                np.random.SeedSequence(
+                    root.entropy, spawn_key=(*root.spawn_key, self.copy_offset + k)
+                )
+                for k in range(self.num_envs)
+            ]
+            seeds = [int(c.generate_state(1, np.uint32)[0]) for c in children]
             self._seeded = True
         else:
             seeds = [None] * self.num_envs
@@ -409,13 +423,17 @@ def pettingzoo_env(
     env_kwargs: Mapping[str, Any] | None = None,
     reward_reduce: str = "mean",
     box_actions: str = "rescale",
+    copy_offset: int = 0,
 ) -> PettingZooEnv:
     """The ``--env pettingzoo`` factory: ``env_fn`` is a ``"package.module:attr"`` callable
-    returning a ``ParallelEnv`` (e.g. ``mpe2.simple_spread_v3:parallel_env``)."""
+    returning a ``ParallelEnv`` (e.g. ``mpe2.simple_spread_v3:parallel_env``); ``copy_offset``
+    as in :class:`PettingZooEnv`."""
     try:
         import pettingzoo  # noqa: F401
     except ImportError as err:
         raise ImportError(f"{INSTALL_HINT} ({err})") from err
     if not env_fn:
         raise ValueError("env_fn: give the ParallelEnv factory, e.g. --env-fn pkg.module:make")
-    return PettingZooEnv(env_fn, num_envs, seed, env_kwargs, reward_reduce, box_actions)
+    return PettingZooEnv(
+        env_fn, num_envs, seed, env_kwargs, reward_reduce, box_actions, copy_offset=copy_offset
+    )

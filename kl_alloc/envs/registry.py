@@ -195,17 +195,31 @@ def make_env(
         full["num_envs"] = int(num_envs)
     if seed is not None:
         full["seed"] = int(seed)
+    offset = None
+    if "copy_offset" in kwargs and _plain_factory(factory):  # the PettingZoo wrapper's keyword
+        kwargs = dict(kwargs)
+        offset = int(kwargs.pop("copy_offset"))
     check_env_kwargs(name, kwargs)
-    env = _build(name, factory, kwargs, num_envs, seed)
+    env = _build(name, factory, kwargs, num_envs, seed, offset)
     env.spec = {"name": name, "kwargs": {k: v for k, v in full.items() if k != "seed"}}
     return env
 
 
-def _takes_num_envs(factory: Callable[..., Any]) -> bool:
+def takes_num_envs(factory: Callable[..., Any]) -> bool:
     try:
         return "num_envs" in inspect.signature(factory).parameters
     except (TypeError, ValueError):
         return False
+
+
+def _plain_factory(factory: Callable[..., Any]) -> bool:
+    """A factory that names neither ``num_envs`` nor ``copy_offset`` (a PettingZoo env's, or
+    one forwarding ``**kwargs``): ``copy_offset`` goes to the wrapper, not to it."""
+    try:
+        params = inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        return False
+    return "num_envs" not in params and "copy_offset" not in params
 
 
 def _build(
@@ -214,6 +228,7 @@ def _build(
     kwargs: Mapping[str, Any],
     num_envs: int | None,
     seed: int | None,
+    copy_offset: int | None = None,
 ) -> MultiAgentEnv:
     """Call an env factory; a factory of PettingZoo ``ParallelEnv`` s is wrapped.
 
@@ -222,10 +237,13 @@ def _build(
     a PettingZoo ``ParallelEnv`` (or a callable returning one), that env (callable) becomes the
     ``env_fn`` of a :class:`~kl_alloc.envs.pettingzoo.PettingZooEnv` with ``num_envs`` copies
     (the first one reused); if it returns a :class:`MultiAgentEnv`, it is called again with
-    ``num_envs``/``seed`` as well (factories that forward ``**kwargs``)."""
+    ``num_envs``/``seed`` as well (factories that forward ``**kwargs``). ``copy_offset`` (env
+    worker processes) goes with ``num_envs``/``seed``, or to the PettingZoo wrapper."""
     extra = {k: int(v) for k, v in (("num_envs", num_envs), ("seed", seed)) if v is not None}
+    if copy_offset is not None:
+        extra["copy_offset"] = int(copy_offset)
     try:
-        if _takes_num_envs(factory):
+        if takes_num_envs(factory):
             return factory(**kwargs, **extra)
         made = factory(**kwargs)
         if isinstance(made, MultiAgentEnv):
@@ -235,10 +253,11 @@ def _build(
     from kl_alloc.envs.pettingzoo import PettingZooEnv, is_parallel_env
 
     n = int(num_envs or 8)
+    offset = int(copy_offset or 0)
     if is_parallel_env(made):
-        return PettingZooEnv(lambda: factory(**kwargs), n, seed, first=made)
+        return PettingZooEnv(lambda: factory(**kwargs), n, seed, first=made, copy_offset=offset)
     if callable(made):
-        return PettingZooEnv(made, n, seed)
+        return PettingZooEnv(made, n, seed, copy_offset=offset)
     raise ValueError(
         f"env {name!r}: the factory returned {type(made).__name__}, not a MultiAgentEnv, a "
         "PettingZoo ParallelEnv or a callable returning one"

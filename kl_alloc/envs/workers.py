@@ -5,10 +5,10 @@
 :class:`WorkerVecEnv` is an ordinary :class:`~kl_alloc.envs.base.MultiAgentEnv` of ``num_envs``
 copies: the rollout and the trainer see one env and one batched policy forward per agent per
 step. Worker ``w`` builds, by name from the registry (MaMuJoCo is not picklable), an env of its
-slice of copies ``[a_w, b_w)`` with ``copy_offset=a_w``; actions, observations, states, rewards
-and flags move through one shared-memory block (a file in ``/dev/shm``, unlinked as soon as
-every worker has mapped it, so nothing leaks even if every process is SIGKILLed), commands and
-the ``info`` dicts through one pipe per worker.
+slice of copies ``[a_w, b_w)`` with ``copy_offset=a_w``; actions, observations, states, rewards,
+flags, action masks and active agents move through one shared-memory block (a file in
+``/dev/shm``, unlinked as soon as every worker has mapped it, so nothing leaks even if every
+process is SIGKILLed), commands and the ``info`` dicts through one pipe per worker.
 
 The numbers do not depend on the worker count. This rests on the ``copy_offset`` contract of the
 env (its factory must take that keyword): an env of copies ``[a, b)`` built with
@@ -79,9 +79,15 @@ def copy_slices(num_envs: int, num_workers: int) -> list[tuple[int, int]]:
 
 
 def _fields(
-    n: int, obs_sizes: list[int], state_size: int, specs: list[ActionSpec]
+    n: int,
+    obs_sizes: list[int],
+    state_size: int,
+    specs: list[ActionSpec],
+    masked: list[bool] | None = None,
+    active: bool = False,
 ) -> list[tuple[str, tuple[int, ...], np.dtype]]:
-    """Every per-step array: name, shape (leading axis = copy) and dtype."""
+    """Every per-step array: name, shape (leading axis = copy) and dtype; ``mask{i}`` for the
+    agents with action masks, ``active`` when the env says which agents are still in."""
     out = []
     for i, s in enumerate(specs):
         shape = (n,) if s.is_discrete else (n, s.dim)
@@ -96,6 +102,11 @@ def _fields(
         ("terminated", (n,), np.dtype(bool)),
         ("truncated", (n,), np.dtype(bool)),
     ]
+    for i, has in enumerate(masked or ()):
+        if has:
+            out.append((f"mask{i}", (n, specs[i].n), np.dtype(bool)))
+    if active:
+        out.append(("active", (n, len(specs)), np.dtype(bool)))
     return out
 
 
@@ -149,7 +160,10 @@ def _worker_main(
 
     try:
         env = make_env(name, num_envs=hi - lo, seed=seed, copy_offset=lo, **kwargs)
-        conn.send(("ok", (env.n_agents, list(env.obs_sizes), env.state_size, env.action_specs)))
+        masks = env.action_masks()
+        masked = None if masks is None else [m is not None for m in masks]
+        meta = (env.n_agents, list(env.obs_sizes), env.state_size, env.action_specs)
+        conn.send(("ok", (*meta, masked, env.active_agents() is not None)))
         _, (path, layout, size) = conn.recv()
         views = {k: v[lo:hi] for k, v in _views(_map(path, size), layout).items()}
         conn.send(("ok", None))
@@ -168,7 +182,7 @@ def _worker_main(
             if cmd == "step":
                 actions = [views[f"act{i}"].copy() for i in range(n_agents)]
                 res = env.step(actions)
-                _write(views, res.obs, res.state, n_agents)
+                _write(views, env, res.obs, res.state)
                 for i in range(n_agents):
                     views[f"final_obs{i}"][...] = res.final_obs[i]
                 views["final_state"][...] = res.final_state
@@ -178,7 +192,7 @@ def _worker_main(
                 reply: Any = res.info
             elif cmd == "reset":
                 obs, state = env.reset(seed=arg)
-                _write(views, obs, state, n_agents)
+                _write(views, env, obs, state)
                 reply = None
             elif cmd == "state_dict":
                 reply = env.state_dict()
@@ -198,10 +212,17 @@ def _worker_main(
             conn.send(("error", traceback.format_exc()))
 
 
-def _write(views: dict, obs: list[np.ndarray], state: np.ndarray, n_agents: int) -> None:
-    for i in range(n_agents):
+def _write(views: dict, env: MultiAgentEnv, obs: list[np.ndarray], state: np.ndarray) -> None:
+    """Observations, state, and the action masks and active agents that go with them."""
+    for i in range(env.n_agents):
         views[f"obs{i}"][...] = obs[i]
     views["state"][...] = state
+    if "active" in views:
+        views["active"][...] = env.active_agents()
+    masks = env.action_masks() if any(k.startswith("mask") for k in views) else None
+    for i, m in enumerate(masks or ()):
+        if m is not None:
+            views[f"mask{i}"][...] = m
 
 
 @contextlib.contextmanager
@@ -264,10 +285,15 @@ class WorkerVecEnv(MultiAgentEnv):
         seed: int | None = None,
         **kwargs: Any,
     ) -> None:
-        from kl_alloc.envs.registry import accepted_kwargs
+        from kl_alloc.envs.registry import accepted_kwargs, get_env_entry, takes_num_envs
 
+        # (a factory without num_envs is a PettingZoo env's: the wrapper takes copy_offset)
         accepted = accepted_kwargs(name)
-        if accepted is not None and "copy_offset" not in accepted:
+        if (
+            accepted is not None
+            and "copy_offset" not in accepted
+            and takes_num_envs(get_env_entry(name).load_factory())
+        ):
             raise ValueError(
                 f"num_workers: env {name!r} cannot be split across worker processes: its factory "
                 "takes no copy_offset (the index of its first copy, see kl_alloc.envs.workers)"
@@ -323,12 +349,13 @@ class WorkerVecEnv(MultiAgentEnv):
                 self._procs.append(proc)
                 self._conns.append(parent_end)
         metas = [self._recv(w) for w in range(self.num_workers)]
-        self.n_agents, obs_sizes, self.state_size, specs = metas[0]
+        self.n_agents, obs_sizes, self.state_size, specs, self._masked, self._active = metas[0]
         self.obs_sizes, self.action_specs = list(obs_sizes), list(specs)
         for w, meta in enumerate(metas[1:], 1):
-            if meta[:3] != metas[0][:3]:
+            if meta[:3] != metas[0][:3] or meta[4:] != metas[0][4:]:
                 raise EnvWorkerError(f"{self._describe(w)} built a different env: {meta}")
-        fields = _fields(self.num_envs, self.obs_sizes, self.state_size, self.action_specs)
+        fields = _fields(self.num_envs, self.obs_sizes, self.state_size, self.action_specs,
+                         self._masked, self._active)  # fmt: skip
         layout, size = _layout(fields)
         shm_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
         fd, path = tempfile.mkstemp(prefix="kl_alloc-env-", dir=shm_dir)
@@ -430,6 +457,19 @@ class WorkerVecEnv(MultiAgentEnv):
 
     def expected_reward(self, policy_probs: Any) -> float | None:
         return self._call(0, "expected_reward", policy_probs)
+
+    def action_masks(self) -> list[np.ndarray | None] | None:
+        """The env's action masks of the current observations (from the shared block)."""
+        self._check_open()
+        if self._masked is None:
+            return None
+        v = self._views
+        return [v[f"mask{i}"].copy() if has else None for i, has in enumerate(self._masked)]
+
+    def active_agents(self) -> np.ndarray | None:
+        """The env's active agents (from the shared block), or None if it does not say."""
+        self._check_open()
+        return self._views["active"].copy() if self._active else None
 
     def _call(self, w: int, method: str, *args: Any) -> Any:
         self._check_open()

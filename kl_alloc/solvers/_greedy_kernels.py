@@ -241,6 +241,19 @@ def greedy_entry(L, D, T, eps, delta, scores, scratch):
     return st, th, r
 
 
+@kernel
+def greedy_fast(L, D, T, eps, delta, scores, scratch):
+    """greedy_entry returning the fields of GreedyResult in order, (delta, scores, critical,
+    residual), so the wrapper builds the result from the returned tuple; a residual of NaN
+    (never a valid one: the inputs are finite) means "take the general path". The wrapper calls
+    it through its dispatcher with compilation disabled (numba's C-level typing of the
+    arguments is the type check)."""
+    st, th, r = greedy_entry(L, D, T, eps, delta, scores, scratch)
+    if st < 0:
+        return delta, scores, 0.0, np.nan
+    return delta, scores, th, r
+
+
 @allocating
 def greedy_1d(L, D, T, eps, req, delta, scores):
     n = L.shape[0]

@@ -704,6 +704,21 @@ def solve_row_entry(w, T, c, lo, hi, method, tol, max_iter, out):
     return out, mu, it, st != MAXITER, r, st
 
 
+# the defaults of the public call, baked into solve_fast
+DEFAULT_TOL = 1e-12
+DEFAULT_MAX_ITER = 200
+
+
+@kernel
+def solve_fast(w, T, c, hi, out):
+    """solve_row_entry with the public call's defaults (lower = 0, the exact method, tol and
+    max_iter at DEFAULT_TOL / DEFAULT_MAX_ITER): five arguments instead of nine, since every
+    argument costs ~10-25 ns to type and unbox. The wrapper calls it through its dispatcher
+    with compilation disabled, so that numba's C-level typing of the arguments (1-D, float64,
+    C-contiguous, writable) is the type check; same numbers as solve_row_entry."""
+    return solve_row_entry(w, T, c, 0.0, hi, EXACT, DEFAULT_TOL, DEFAULT_MAX_ITER, out)
+
+
 # batches of at least this many elements (B*n) run under prange (serial below: a parallel
 # region costs 1-2 us hot and far more after the pool idled, see solver-notes section 8)
 PARALLEL_MIN_ELEMENTS = 32768

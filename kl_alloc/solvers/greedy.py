@@ -14,6 +14,7 @@ import numba
 import numpy as np
 
 from kl_alloc.solvers import _greedy_kernels as K
+from kl_alloc.solvers._dispatch import compile_variant, fast_dispatcher
 from kl_alloc.solvers._errors import raise_input_error
 from kl_alloc.solvers._validate import F8, as_float, as_float_array, param_nd, total_nd
 from kl_alloc.solvers.results import GreedyResult, make_greedy_result
@@ -22,7 +23,6 @@ __all__ = ["greedy_allocate"]
 
 _ND = np.ndarray
 _F64 = np.float64
-_S8 = (8,)  # the strides of a 1-D C-contiguous float64 array
 _EPS = 1e-4
 _new_result = tuple.__new__
 
@@ -39,24 +39,27 @@ def _raise(code, bad, row, args):
     raise_input_error(*_ERRORS[code], bad, row, args)
 
 
-# The fast path calls the compiled entry point of greedy_entry directly (no dispatcher: the
-# wrapper's checks pin the types), with a module-level scratch buffer for the selection: the
-# kernels hold the GIL, so one buffer serves every thread. Rows longer than half of it go
-# through greedy_1d, which allocates its scratch.
+# The fast path calls greedy_fast through its dispatcher with compilation disabled (see
+# water_fill: numba's C-level typing of the arguments is the type check), with a module-level
+# scratch buffer for the selection: the kernels hold the GIL, so one buffer serves every thread.
+# Rows longer than half of it go through greedy_1d, which allocates its scratch.
 _SCRATCH = np.empty(256)
-_ENTRY = []
+_FAST = fast_dispatcher(K.greedy_fast)
+_empty = np.empty
 
 
-def _entry():
-    fn = K.greedy_entry
+def _arr(x) -> bool:
+    return type(x) is _ND and x.dtype is F8 and x.ndim == 1 and x.flags.c_contiguous
+
+
+def _variant(L, D) -> bool:
+    """Compile (or load from the cache) greedy_fast for 1-D float64 C-contiguous arrays if these
+    are such and it is not loaded yet; True if it was (then the call can be repeated)."""
+    if _FAST.overloads or not (_arr(L) and _arr(D)):
+        return False
     one = np.ones(1)
-    args = (one, one, 1.0, 1e-4, np.empty(1), np.empty(1), _SCRATCH)
-    fn(*args)  # compile or load from the cache
-    overloads = getattr(fn, "overloads", None)  # (absent under NUMBA_DISABLE_JIT)
-    if overloads is not None:
-        fn = overloads[tuple(numba.typeof(a) for a in args)].entry_point
-    _ENTRY.append(fn)
-    return fn
+    compile_variant(_FAST, one, one, 1.0, _EPS, np.empty(1), np.empty(1), _SCRATCH)
+    return True
 
 
 def greedy_allocate(improvements, divergences, total, *, eps=_EPS, requests=None):
@@ -87,27 +90,23 @@ def greedy_allocate(improvements, divergences, total, *, eps=_EPS, requests=None
     Raises ``ValueError`` naming the argument for NaN/inf, negative divergences/requests/total,
     non-positive eps, non-numeric dtypes or shapes that do not broadcast. Inputs are never modified.
     """
-    L = improvements
-    D = divergences
-    # fast path: 1-D float64 contiguous arrays (strides (8,)), no requests, float eps and total;
-    # the kernel checks values and lengths, and any status < 0 is redone by the general path
-    # (which raises the error message, or broadcasts)
+    # fast path (see _FAST); a NaN residual (a bad value, a length to broadcast, a long row) is
+    # redone by the general path, which raises the error message or handles the case
     if (
-        type(L) is _ND
-        and L.dtype is F8
-        and L.strides == _S8
-        and type(D) is _ND
-        and D.dtype is F8
-        and D.strides == _S8
+        (type(total) is float or type(total) is _F64)
         and requests is None
         and (eps is _EPS or type(eps) is float)
-        and (type(total) is float or type(total) is _F64)
+        and _FAST is not None
     ):
-        delta = np.empty(L.shape)
-        scores = np.empty(L.shape)
-        st, th, r = (_ENTRY[0] if _ENTRY else _entry())(L, D, total, eps, delta, scores, _SCRATCH)
-        if st >= 0:
-            return _new_result(GreedyResult, (delta, scores, th, r))
+        try:
+            n = len(improvements)
+            r = _FAST(improvements, divergences, total, eps, _empty(n), _empty(n), _SCRATCH)
+        except (TypeError, ValueError):
+            r = None
+            if _variant(improvements, divergences):
+                return greedy_allocate(improvements, divergences, total, eps=eps)
+        if r is not None and r[3] == r[3]:
+            return _new_result(GreedyResult, r)
     return _greedy_general(improvements, divergences, total, eps, requests)
 
 

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import numbers
 
-import numba
 import numpy as np
 
 from kl_alloc.solvers import _wf_kernels as K
+from kl_alloc.solvers._dispatch import compile_variant, fast_dispatcher
 from kl_alloc.solvers._errors import check_out, raise_input_error, shares_memory
 from kl_alloc.solvers._validate import (
     F8,
@@ -37,11 +37,12 @@ _SAMPLE_MIN = K.SAMPLE_MIN
 _F64 = np.float64
 _new_result = tuple.__new__
 _ND = np.ndarray
-_S8 = (8,)  # the strides of a 1-D C-contiguous float64 array
 # the defaults, compared by identity first on the fast path
 _EXACT = "exact"
-_TOL = 1e-12
-_MAX_ITER = 200
+_TOL = K.DEFAULT_TOL
+_MAX_ITER = K.DEFAULT_MAX_ITER
+_LOWER = 0.0
+_empty = np.empty
 
 _ERRORS = {
     K.E_WEIGHTS: ("weights", "must be finite and >= 0"),
@@ -70,35 +71,36 @@ def _raise(code: int, bad: int, row: tuple | None, args: dict) -> None:
     raise_input_error(name, what, bad, row, args, detail)
 
 
-# The fast path calls the compiled entry point of solve_row_entry directly: numba's dispatcher
-# would type-check the nine arguments again and look the signature up (~0.13 us of a ~0.6 us
-# call); the wrapper's own checks already pin the types down. One entry per parameter variant,
-# keyed by (type(floors), type(lower), type(upper)); array lower bounds only with array floors
-# and uppers (see _fewer_variants), other keys map to None (general path).
-_ENTRY: dict = {}
-_VARIANTS = {
-    (float, float, float),
-    (_ND, float, float),
-    (float, float, _ND),
-    (_ND, float, _ND),
-    (_ND, _ND, _ND),
-}
+# The fast path (kl_alloc.solvers._dispatch): one call of solve_fast (the defaults) or
+# solve_row_entry through its dispatcher with compilation disabled. Array lower bounds only
+# with array floors and uppers (see _fewer_variants).
+_FAST = fast_dispatcher(K.solve_fast)  # the defaults: lower 0, exact, default tol and max_iter
+_ENTRY = fast_dispatcher(K.solve_row_entry)  # any parameters
+_COMPILED: set = set()  # the variants compiled or loaded in this process
 
 
-def _entry(key):
-    """The compiled solve_row_entry for 1-D arrays and the parameter types in key (compiled or
-    loaded from the cache on first use); the plain function under NUMBA_DISABLE_JIT."""
-    fn = None
-    if key in _VARIANTS:
-        one = np.zeros(1)
-        args = (one, 0.0, *(one if t is _ND else 0.0 for t in key), 0, 1e-12, 200, np.empty(1))
-        fn = K.solve_row_entry
-        fn(*args)  # compile or load the variant
-        overloads = getattr(fn, "overloads", None)
-        if overloads is not None:
-            fn = overloads[tuple(numba.typeof(a) for a in args)].entry_point
-    _ENTRY[key] = fn
-    return fn
+def _variant(w, c, lo, hi, out, fast):
+    """Compile (or load from the cache) the variant these arguments need, if they are of a
+    supported kind and it is not loaded yet; True if it was (then the call can be repeated)."""
+
+    def arr(x):
+        return type(x) is _ND and x.dtype is F8 and x.ndim == 1 and x.flags.c_contiguous
+
+    if not (arr(w) and (out is None or (arr(out) and out.flags.writeable))):
+        return False
+    if not all(type(x) is float or arr(x) for x in (c, lo, hi)):
+        return False
+    key = (fast, type(c), type(lo), type(hi))
+    if key in _COMPILED or (type(lo) is _ND and (type(c) is float or type(hi) is float)):
+        return False
+    one = np.ones(1)
+    c1, lo1, hi1 = (one if type(x) is _ND else 0.0 for x in (c, lo, hi))
+    if fast:
+        compile_variant(_FAST, one, 0.0, c1, hi1, np.empty(1))
+    else:
+        compile_variant(_ENTRY, one, 0.0, c1, lo1, hi1, 0, _TOL, _MAX_ITER, np.empty(1))
+    _COMPILED.add(key)
+    return True
 
 
 def water_fill(
@@ -106,7 +108,7 @@ def water_fill(
     total,
     *,
     floors=0.0,
-    lower=0.0,
+    lower=_LOWER,
     upper=float("inf"),
     method: str = _EXACT,
     tol: float = _TOL,
@@ -153,58 +155,48 @@ def water_fill(
     NaN/inf, negative weights/floors/lower/total, ``upper < lower``, ``sum(lower) > total``, a
     non-numeric dtype or a shape that does not broadcast. Inputs are never modified.
     """
-    w = weights
-    # fast path: one 1-D problem, arrays that are float64 and contiguous (strides (8,)), floats
-    # for the scalars, out absent or a writable such array. No numpy-side work but the output
-    # allocation: one call of the compiled kernel, which validates the values and lengths; any
-    # status < 0 (a bad value, a length to broadcast, a long row, out overlapping an input) is
-    # redone by the general path, which raises the error message or handles the case. (The
-    # checks are ordered and written for the fewest bytecodes: `is` against the default objects
-    # first.)
-    if (
-        type(w) is _ND
-        and w.dtype is F8
-        and w.strides == _S8
-        and (type(total) is float or type(total) is _F64)
-        and (method is _EXACT or method == "exact" or method == "bisect")
-        and (tol is _TOL or type(tol) is float)
-        and (max_iter is _MAX_ITER or type(max_iter) is int)
-    ):
+    # fast path: see _FAST above; a status < 0 (a bad value, a length to broadcast, a long row,
+    # out overlapping an input) is redone by the general path, which raises the error message or
+    # handles the case
+    if type(total) is float or type(total) is _F64:
         tc = type(floors)
-        tl = type(lower)
         th = type(upper)
-        if (
-            (tc is float or (tc is _ND and floors.dtype is F8 and floors.strides == _S8))
-            and (th is float or (th is _ND and upper.dtype is F8 and upper.strides == _S8))
-            and (tl is float or (tl is _ND and lower.dtype is F8 and lower.strides == _S8))
-            and (
-                out is None
-                or (
-                    type(out) is _ND
-                    and out.dtype is F8
-                    and out.strides == _S8
-                    and out.flags.writeable
-                )
-            )
-        ):
-            try:
-                entry = _ENTRY[tc, tl, th]
-            except KeyError:
-                entry = _entry((tc, tl, th))
-            if entry is not None:
-                r = entry(
-                    w,
-                    total,
-                    floors,
-                    lower,
-                    upper,
-                    0 if method is _EXACT or method == "exact" else 1,
-                    tol,
-                    max_iter,
-                    np.empty(w.shape) if out is None else out,
-                )
-                if r[5] >= 0:
+        if (tc is float or tc is _ND) and (th is float or th is _ND):
+            if (
+                lower is _LOWER
+                and method is _EXACT
+                and tol is _TOL
+                and max_iter is _MAX_ITER
+                and _FAST is not None
+            ):
+                try:
+                    o = _empty(len(weights)) if out is None else out
+                    r = _FAST(weights, total, floors, upper, o)
+                except (TypeError, ValueError):  # (typeof: "empty list" is a ValueError)
+                    r = None
+                    if _variant(weights, floors, 0.0, upper, out, True):
+                        return water_fill(weights, total, floors=floors, upper=upper, out=out)
+                if r is not None and r[5] >= 0:
                     return _new_result(WaterFillResult, r)
+            elif (
+                (type(lower) is float or type(lower) is _ND)
+                and (type(tol) is float)
+                and (type(max_iter) is int)
+                and _ENTRY is not None
+            ):
+                m = 0 if method is _EXACT or method == "exact" else 1 if method == "bisect" else -1
+                if m >= 0:
+                    try:
+                        o = _empty(len(weights)) if out is None else out
+                        r = _ENTRY(weights, total, floors, lower, upper, m, tol, max_iter, o)
+                    except (TypeError, ValueError):  # (typeof: "empty list" is a ValueError)
+                        r = None
+                        if _variant(weights, floors, lower, upper, out, False):
+                            return water_fill(weights, total, floors=floors, lower=lower,
+                                              upper=upper, method=method, tol=tol,
+                                              max_iter=max_iter, out=out)  # fmt: skip
+                    if r is not None and r[5] >= 0:
+                        return _new_result(WaterFillResult, r)
     return _water_fill_general(weights, total, floors, lower, upper, method, tol, max_iter, out)
 
 

@@ -184,7 +184,7 @@ def test_a_dying_worker_is_named_and_the_run_resumes(tmp_path):
 
 def test_an_env_without_copy_offset_cannot_be_split():
     with pytest.raises(ValueError, match="num_workers: env .* takes no copy_offset"):
-        WorkerVecEnv("kl_alloc.envs.registry:EnvOption", 2, 4)
+        WorkerVecEnv("worker_helpers:game_without_offset", 2, 4)
 
 
 LEARNER = """

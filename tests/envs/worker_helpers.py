@@ -29,6 +29,11 @@ class DyingGame(MatrixGame):
         return super().step(actions)
 
 
+def game_without_offset(num_envs: int = 4, seed: int | None = None) -> MatrixGame:
+    """A kl_alloc env factory (it takes num_envs) without ``copy_offset``: cannot be split."""
+    return MatrixGame(num_envs=num_envs, seed=seed)
+
+
 def proc_stat(pid: int) -> tuple[int, str] | None:
     """(parent pid, state) of a live process, from /proc."""
     try:

@@ -175,3 +175,47 @@ def test_greedy_result_is_a_named_tuple_with_lazy_order():
     assert g.order is g.order and g.order.tolist() == [1, 0]
     with pytest.raises(AttributeError):
         g.order = None
+
+
+@pytest.mark.parametrize("n", [1, 4, 16, 40])
+@pytest.mark.parametrize("kw", [{"floors": "C", "upper": "cap"}, {"floors": "C"}, {}])
+def test_default_kernel_equals_the_general_entry(n, kw):
+    """The defaults go through solve_fast (five arguments); the same parameters given explicitly
+    (other objects than the defaults) go through solve_row_entry: the same bits."""
+    U, C, cap, T = _instance(n, seed=20 + n)
+    kw = _kw(kw, C, cap)
+    explicit = dict(lower=float("0"), method="".join("exact"), tol=float("1e-12"))
+    _same(water_fill(U, T, **kw), water_fill(U, T, max_iter=int("200"), **explicit, **kw))
+
+
+@pytest.mark.parametrize(
+    "kw, name",
+    [
+        ({"floors": True}, "floors"),
+        ({"upper": np.True_}, "upper"),
+        ({"floors": 1 + 0j}, "floors"),
+        ({"lower": False}, "lower"),
+        ({"tol": True}, "tol"),
+        ({"max_iter": 2.0}, "max_iter"),
+    ],
+)
+def test_fast_path_does_not_convert_what_the_general_path_rejects(kw, name):
+    """numba's dispatcher converts bools (and, with compilation disabled, more) to the kernels'
+    types; the wrapper must still reject them, naming the argument."""
+    U, C, cap, T = _instance(4)
+    with pytest.raises(ValueError, match=name):
+        water_fill(U, T, **kw)
+    with pytest.raises(ValueError, match="total"):
+        water_fill(U, True, floors=C)
+
+
+def test_fast_path_takes_ints_subclasses_and_odd_sequences_like_the_general_path():
+    U, C, cap, T = _instance(5, seed=9)
+    ref = water_fill(U, T, floors=2.0, upper=cap)
+    _same(water_fill(U, T, floors=2, upper=cap), ref)  # an int parameter: converted exactly
+    sub = U.view(type("Sub", (np.ndarray,), {}))
+    _same(water_fill(sub, T, floors=2.0, upper=cap), ref)
+    assert water_fill([], 1.0).delta.shape == (0,)  # (numba cannot type an empty list)
+    assert greedy_allocate([], [], 1.0).delta.shape == (0,)
+    with pytest.raises(ValueError, match="improvements"):
+        greedy_allocate(np.array([1.0, np.nan]), np.ones(2), 1.0)
