@@ -15,11 +15,21 @@ from __future__ import annotations
 
 _NOMATCH = "no compiled variant"
 
+#: every dispatcher :func:`fast_dispatcher` disabled: a kernel may call another one (solve_fast
+#: calls solve_row_entry), so compiling a variant re-enables all of them for its duration
+_DISABLED: list = []
+
 
 def _no_match(*args, **kwargs):
     """Replaces a dispatcher's explanation of a failed match (which formats every argument's
     type, ~10 us): the fast path only needs the TypeError."""
     raise TypeError(_NOMATCH)
+
+
+def _no_conversion(*args, **kwargs) -> bool:
+    """Replaces a dispatcher's search for conversions to an existing variant on a miss, which
+    types every argument in Python (~100 us): on a miss the wrapper's general path converts."""
+    return False
 
 
 def fast_dispatcher(fn):
@@ -29,13 +39,18 @@ def fast_dispatcher(fn):
         return None
     fn._can_compile = False  # (disable_compile() insists on a loaded signature)
     fn._explain_matching_error = _no_match
+    fn._search_new_conversions = _no_conversion
+    _DISABLED.append(fn)
     return fn
 
 
 def compile_variant(fn, *args) -> None:
-    """Compile (or load from numba's cache) ``fn``'s variant for these arguments' types."""
-    fn._can_compile = True
+    """Compile (or load from numba's cache) ``fn``'s variant for these arguments' types, and
+    the variants of the disabled kernels it calls."""
+    for d in {id(d): d for d in [*_DISABLED, fn]}.values():
+        d._can_compile = True
     try:
         fn(*args)
     finally:
-        fn._can_compile = False
+        for d in {id(d): d for d in [*_DISABLED, fn]}.values():
+            d._can_compile = False

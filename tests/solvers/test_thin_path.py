@@ -219,3 +219,30 @@ def test_fast_path_takes_ints_subclasses_and_odd_sequences_like_the_general_path
     assert greedy_allocate([], [], 1.0).delta.shape == (0,)
     with pytest.raises(ValueError, match="improvements"):
         greedy_allocate(np.array([1.0, np.nan]), np.ones(2), 1.0)
+
+
+@pytest.mark.parametrize("first", ["water_fill", "greedy"])
+def test_fast_path_compiles_in_a_fresh_process_with_an_empty_cache(tmp_path, first):
+    """The first call of a process, with nothing in numba's cache, compiles the fast variant and
+    the kernels it calls (solve_fast calls solve_row_entry, whose dispatcher the fast path keeps
+    disabled: compiling one used to fail with a TypingError on a fresh clone)."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import numpy as np\n"
+        "from kl_alloc import greedy_allocate, water_fill\n"
+        "w = np.array([1.0, 2.0, 3.0, 4.0])\n"
+        f"first = {first!r}\n"
+        "r = water_fill(w, 1.0) if first == 'water_fill' else greedy_allocate(w, w, 1.0)\n"
+        "print(float(np.sum(r.delta)))\n"
+        "print(float(np.sum(water_fill(w, 1.0).delta)))\n"
+        "print(float(np.sum(water_fill(list(w), 1.0).delta)))\n"
+    )
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "numba-cache")}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         timeout=600)  # fmt: skip
+    assert out.returncode == 0, out.stderr[-3000:]
+    lines = out.stdout.split()
+    assert [float(x) for x in lines[-2:]] == [1.0, 1.0]
