@@ -15,6 +15,8 @@ task                                    obs per agent                   actions 
 
 Every agent gets the same team reward in both (``reward_reduce="mean"`` returns it as is);
 episodes are ``max_cycles`` = 25 steps, cut by the time limit (truncation).
+``render_mode="rgb_array"``: 700 x 700 pictures at the scenarios' 10 frames per second
+(``kl-alloc evaluate --video``).
 """
 
 from __future__ import annotations
@@ -58,11 +60,13 @@ def simple_spread_v3(
     max_cycles: int = 25,
     continuous_actions: bool = False,
     reward_reduce: str = "mean",
+    render_mode: str | None = None,
 ) -> PettingZooEnv:
     """N agents cover N landmarks without colliding (homogeneous agents)."""
     kwargs = dict(N=int(N), local_ratio=float(local_ratio), max_cycles=int(max_cycles),
                   continuous_actions=bool(continuous_actions))  # fmt: skip
-    return PettingZooEnv(_parallel_env("simple_spread_v3"), num_envs, seed, kwargs, reward_reduce)
+    return PettingZooEnv(_parallel_env("simple_spread_v3"), num_envs, seed, kwargs, reward_reduce,
+                         render_mode=render_mode)  # fmt: skip
 
 
 def simple_speaker_listener_v4(
@@ -71,9 +75,9 @@ def simple_speaker_listener_v4(
     max_cycles: int = 25,
     continuous_actions: bool = False,
     reward_reduce: str = "mean",
+    render_mode: str | None = None,
 ) -> PettingZooEnv:
     """A speaker that sees the goal colour tells a listener that moves (heterogeneous agents)."""
     kwargs = dict(max_cycles=int(max_cycles), continuous_actions=bool(continuous_actions))
-    return PettingZooEnv(
-        _parallel_env("simple_speaker_listener_v4"), num_envs, seed, kwargs, reward_reduce
-    )
+    make = _parallel_env("simple_speaker_listener_v4")
+    return PettingZooEnv(make, num_envs, seed, kwargs, reward_reduce, render_mode=render_mode)
