@@ -83,7 +83,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         returns = ", ".join(f"{r:.4g}" for r in video["returns"])
         print(
             f"video: {video['path']}: {video['frames']} frames ({width}x{height}, "
-            f"{video['fps']:g} fps), {video['episodes']} episodes, returns {returns}"
+            f"{video['fps']:g} fps), {video['episodes']} episode{'s' * (video['episodes'] != 1)}, "
+            f"returns {returns}"
         )
     return 0
 

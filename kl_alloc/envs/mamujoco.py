@@ -251,6 +251,7 @@ class MaMuJoCoEnv(MultiAgentEnv):
         self.render_mode = render_mode
         if render_mode is not None:
             os.environ.setdefault("MUJOCO_GL", "egl")  # headless; the user's choice wins
+            logging.getLogger("OpenGL").setLevel(logging.WARNING)  # PyOpenGL's import notes
             kwargs["render_mode"] = render_mode
 
         with MujocoWarningsToLog(logging.DEBUG):

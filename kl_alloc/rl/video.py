@@ -25,6 +25,7 @@ or ``.gif`` (pillow; kept in memory until closed: use ``.mp4`` for long episodes
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -54,12 +55,20 @@ VIDEO_SUFFIXES = (".mp4", ".gif")
 INSTALL_HINT = 'writing videos needs imageio and imageio-ffmpeg: pip install "kl_alloc[video]"'
 
 
-def render_env_names() -> list[str]:
-    """Registered envs whose factory takes ``render_mode`` (the ones ``--video`` can draw)."""
-    from kl_alloc.envs.registry import accepted_kwargs, registered_entries
+def _takes_render_mode(name: str) -> bool:
+    from kl_alloc.envs.registry import get_env_entry
 
-    entries = registered_entries()
-    return [e.name for e in entries if "render_mode" in (accepted_kwargs(e.name) or ())]
+    try:
+        return "render_mode" in inspect.signature(get_env_entry(name).load_factory()).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def render_env_names() -> list[str]:
+    """Registered envs whose factory names ``render_mode`` (the ones ``--video`` can draw)."""
+    from kl_alloc.envs.registry import registered_entries
+
+    return [e.name for e in registered_entries() if _takes_render_mode(e.name)]
 
 
 def check_renders(name: str) -> None:
@@ -179,7 +188,7 @@ def record_video(
     finally:
         env.close()
         partial.unlink(missing_ok=True)
-    logger.info("wrote %s: %d frames, %d episodes at %g fps", path, len(frames), episodes, fps)
+    logger.info("wrote %s: %d frames, %d episode(s) at %g fps", path, len(frames), episodes, fps)
     return {
         "path": str(path),
         "frames": len(frames),
