@@ -20,7 +20,11 @@ drawn): an episode of ``L`` steps gives ``L`` frames. The frame rate is the env'
 
 Files are written with ``imageio``, by extension: ``.mp4`` (H.264 through imageio-ffmpeg's own
 ffmpeg binary, streamed frame by frame; odd sizes are resized to even ones, as yuv420p needs)
-or ``.gif`` (pillow; kept in memory until closed: use ``.mp4`` for long episodes).
+or ``.gif`` (pillow; kept in memory until closed, so use ``.mp4`` for long episodes; pillow
+merges identical consecutive frames into one frame of their summed duration, so a GIF may hold
+fewer frames than were drawn, at the same timing). A log line per finished episode (its return
+and length) and one for the written file (its frame count) show the progress: drawing MuJoCo in
+software is slow (about 0.1 s a frame here, so a 1000-step Ant episode takes minutes).
 """
 
 from __future__ import annotations
@@ -113,13 +117,16 @@ def record_episodes(
     obs, _ = env.reset(seed=seed)
     on_frame(env.render_frame(0))
     returns: list[float] = []
-    acc = 0.0
+    acc, length = 0.0, 0
     for _ in range(max_steps):
         res = env.step(deterministic_actions(env, policies, policy_obs, obs))
         acc += float(res.reward[0])
+        length += 1
         if res.terminated[0] or res.truncated[0]:
             returns.append(acc)
-            acc = 0.0
+            logger.info("video episode %d/%d: return %.4g, %d steps", len(returns), episodes,
+                        acc, length)  # fmt: skip
+            acc, length = 0.0, 0
             if len(returns) == episodes:
                 return returns
         obs = res.obs
