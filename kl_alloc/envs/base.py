@@ -31,6 +31,14 @@ exact code path it always took):
   episode at the current observations. The samples of an inactive agent are left out of its own
   update (its surrogate gradient and its KL); their actions are ignored by the env.
 
+Rendering (``kl-alloc evaluate --video``): an env that can draw itself takes a ``render_mode``
+keyword in its factory (the Gymnasium / PettingZoo convention); built with
+``render_mode="rgb_array"`` its :meth:`MultiAgentEnv.render_frame` returns copy ``k``'s current
+picture as an ``(H, W, 3)`` uint8 array, and ``render_fps`` is the env's real-time frame rate
+(one frame per :meth:`MultiAgentEnv.step`). Rendering never changes the simulation: the frames
+are drawn from the current state only. Envs without a picture (the matrix and differential
+games) keep the default, which raises :class:`RenderError`.
+
 ``exact_state``: whether :meth:`MultiAgentEnv.state_dict` captures everything needed to continue
 bit for bit (the games: they keep no state between steps; MaMuJoCo: physics and RNGs). An env
 that cannot save its state (any PettingZoo env) sets it to False: a resumed run then resets its
@@ -98,6 +106,8 @@ class MultiAgentEnv(ABC):
     spec: dict[str, Any] | None = None
     #: whether state_dict/load_state_dict continue the env bit for bit (see the module docstring)
     exact_state: bool = True
+    #: frames per second of real time when one frame is drawn per step (None: unknown)
+    render_fps: float | None = None
 
     @abstractmethod
     def reset(self, seed: int | None = None) -> tuple[list[np.ndarray], np.ndarray]:
@@ -121,6 +131,11 @@ class MultiAgentEnv(ABC):
         """(num_envs, n_agents) bool: agents still in each copy's episode (None: all, always)."""
         return None
 
+    def render_frame(self, copy: int = 0) -> np.ndarray:
+        """Copy ``copy``'s current picture, ``(H, W, 3)`` uint8, for envs built with
+        ``render_mode="rgb_array"`` (see the module docstring); :class:`RenderError` here."""
+        raise RenderError(f"{type(self).__name__} cannot render frames")
+
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue bit-for-bit after a restart (RNG and physics state)."""
         return {}
@@ -130,6 +145,23 @@ class MultiAgentEnv(ABC):
 
     def close(self) -> None:  # noqa: B027 (optional hook)
         """Release resources."""
+
+
+class RenderError(RuntimeError):
+    """An env cannot render frames (or was not built with ``render_mode="rgb_array"``)."""
+
+
+def check_frame(frame: Any, who: str) -> np.ndarray:
+    """A renderer's picture as a contiguous ``(H, W, 3)`` uint8 array (RGBA loses its alpha);
+    :class:`RenderError` naming ``who`` if it is anything else (e.g. ``None``)."""
+    if frame is None:
+        raise RenderError(f"{who}: render() returned no picture (built without "
+                          "render_mode='rgb_array'?)")  # fmt: skip
+    arr = np.asarray(frame)
+    if arr.ndim != 3 or arr.shape[2] not in (3, 4) or arr.dtype != np.uint8:
+        raise RenderError(f"{who}: expected an (H, W, 3) uint8 picture, got {arr.dtype} "
+                          f"{arr.shape}")  # fmt: skip
+    return np.ascontiguousarray(arr[:, :, :3])
 
 
 def check_actions(env: MultiAgentEnv, actions: list[np.ndarray]) -> list[np.ndarray]:

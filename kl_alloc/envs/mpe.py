@@ -16,6 +16,8 @@ task                                    obs per agent                   actions 
 Every agent gets the same team reward in both (``reward_reduce="mean"`` returns it as is);
 episodes are ``max_cycles`` = 25 steps, cut by the time limit (truncation). ``copy_offset``: see
 :class:`~kl_alloc.envs.pettingzoo.PettingZooEnv` (env worker processes).
+``render_mode="rgb_array"``: 700 x 700 pictures at the scenarios' 10 frames per second
+(``kl-alloc evaluate --video``).
 """
 
 from __future__ import annotations
@@ -60,13 +62,14 @@ def simple_spread_v3(
     continuous_actions: bool = False,
     reward_reduce: str = "mean",
     copy_offset: int = 0,
+    render_mode: str | None = None,
 ) -> PettingZooEnv:
     """N agents cover N landmarks without colliding (homogeneous agents)."""
     kwargs = dict(N=int(N), local_ratio=float(local_ratio), max_cycles=int(max_cycles),
                   continuous_actions=bool(continuous_actions))  # fmt: skip
     return PettingZooEnv(
         _parallel_env("simple_spread_v3"), num_envs, seed, kwargs, reward_reduce,
-        copy_offset=copy_offset,
+        copy_offset=copy_offset, render_mode=render_mode,
     )  # fmt: skip
 
 
@@ -77,10 +80,11 @@ def simple_speaker_listener_v4(
     continuous_actions: bool = False,
     reward_reduce: str = "mean",
     copy_offset: int = 0,
+    render_mode: str | None = None,
 ) -> PettingZooEnv:
     """A speaker that sees the goal colour tells a listener that moves (heterogeneous agents)."""
     kwargs = dict(max_cycles=int(max_cycles), continuous_actions=bool(continuous_actions))
     return PettingZooEnv(
         _parallel_env("simple_speaker_listener_v4"), num_envs, seed, kwargs, reward_reduce,
-        copy_offset=copy_offset,
+        copy_offset=copy_offset, render_mode=render_mode,
     )  # fmt: skip

@@ -48,6 +48,11 @@ all refer to ``possible_agents[i]``. The rules (each one a choice; the reason is
   False: a resumed run resets the copies from a seed derived from the run seed and the
   iteration (see :meth:`kl_alloc.rl.trainer.Trainer.resume`).
 
+- **Rendering**: with ``render_mode="rgb_array"`` (added to ``env_kwargs``, so ``env_fn`` must
+  take it, as PettingZoo envs do) :meth:`render_frame` returns copy ``k``'s ``render()``;
+  ``render_fps`` is the env's ``metadata["render_fps"]``. MPE2 draws into an off-screen pygame
+  surface: no display needed.
+
 After each :meth:`step`, ``info["episode_return"]`` / ``info["episode_length"]`` describe the
 episodes that ended on that step (NaN / 0 for copies still running).
 """
@@ -60,7 +65,7 @@ from typing import Any
 
 import numpy as np
 
-from kl_alloc.envs.base import ActionSpec, MultiAgentEnv, StepResult, check_actions
+from kl_alloc.envs.base import ActionSpec, MultiAgentEnv, StepResult, check_actions, check_frame
 
 __all__ = ["REWARD_REDUCE", "PettingZooEnv", "is_parallel_env", "pettingzoo_env"]
 
@@ -119,6 +124,8 @@ class PettingZooEnv(MultiAgentEnv):
             :func:`~kl_alloc.envs.registry.make_env` probed a user factory).
         copy_offset: this env's copy ``k`` is copy ``copy_offset + k`` of a larger env with the
             same seed (its reset seeds; see the module docstring).
+        render_mode: if given (``"rgb_array"``), passed to ``env_fn`` as ``render_mode`` (see
+            :meth:`render_frame`).
     """
 
     exact_state = False
@@ -133,6 +140,7 @@ class PettingZooEnv(MultiAgentEnv):
         box_actions: str = "rescale",
         first: Any = None,
         copy_offset: int = 0,
+        render_mode: str | None = None,
     ) -> None:
         if int(num_envs) < 1:
             raise ValueError(f"num_envs must be >= 1, got {num_envs}")
@@ -153,6 +161,8 @@ class PettingZooEnv(MultiAgentEnv):
             raise ValueError(f"env_fn: expected a callable returning a ParallelEnv, got {env_fn!r}")
         self.env_fn = env_fn
         self.env_kwargs = dict(env_kwargs or {})
+        if render_mode is not None:
+            self.env_kwargs["render_mode"] = render_mode
         self.num_envs = int(num_envs)
         self.reward_reduce = reward_reduce
         self.box_actions = box_actions
@@ -169,6 +179,8 @@ class PettingZooEnv(MultiAgentEnv):
             if not is_parallel_env(c):
                 raise ValueError(f"env_fn: copy {k} is not a PettingZoo ParallelEnv: {c!r}")
         self.copies = copies[: self.num_envs]
+        fps = (getattr(self.copies[0], "metadata", None) or {}).get("render_fps")
+        self.render_fps = float(fps) if fps else None
         self.possible_agents: list[str] = list(self.copies[0].possible_agents)
         self.n_agents = len(self.possible_agents)
         if self.n_agents < 1:
@@ -409,6 +421,13 @@ class PettingZooEnv(MultiAgentEnv):
         """(num_envs, n_agents) bool: which agents are still in each copy's episode."""
         return self._active.copy()
 
+    def render_frame(self, copy: int = 0) -> np.ndarray:
+        """Copy ``copy``'s ``render()`` as (H, W, 3) uint8 (needs ``render_mode="rgb_array"``)."""
+        if not 0 <= int(copy) < self.num_envs:
+            raise ValueError(f"copy must be in [0, {self.num_envs}), got {copy}")
+        env = self.copies[int(copy)]
+        return check_frame(env.render(), f"PettingZoo env {type(env).__name__}")
+
     def close(self) -> None:
         for c in self.copies:
             close = getattr(c, "close", None)
@@ -424,6 +443,7 @@ def pettingzoo_env(
     reward_reduce: str = "mean",
     box_actions: str = "rescale",
     copy_offset: int = 0,
+    render_mode: str | None = None,
 ) -> PettingZooEnv:
     """The ``--env pettingzoo`` factory: ``env_fn`` is a ``"package.module:attr"`` callable
     returning a ``ParallelEnv`` (e.g. ``mpe2.simple_spread_v3:parallel_env``); ``copy_offset``
@@ -435,5 +455,12 @@ def pettingzoo_env(
     if not env_fn:
         raise ValueError("env_fn: give the ParallelEnv factory, e.g. --env-fn pkg.module:make")
     return PettingZooEnv(
-        env_fn, num_envs, seed, env_kwargs, reward_reduce, box_actions, copy_offset=copy_offset
+        env_fn,
+        num_envs,
+        seed,
+        env_kwargs,
+        reward_reduce,
+        box_actions,
+        copy_offset=copy_offset,
+        render_mode=render_mode,
     )

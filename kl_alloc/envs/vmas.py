@@ -57,6 +57,14 @@ around each call from one state list shared by every vmas env in the process
 generator states and swaps it in around its calls, so envs in one process (training and
 evaluation) do not disturb each other and two envs with the same seed step identically.
 
+Rendering. :meth:`render_frame` is vmas's own ``env.render(mode="rgb_array", env_index=k)``
+(pyglet; 700 x 700 for the scenarios above, the camera zoomed out to fit every agent), drawn at
+``render_fps = 1 / world.dt`` (10 for these scenarios). vmas renders off-screen (pyglet's
+``headless`` option) only when EGL reports a device, which Mesa's software EGL does (this machine
+has no GPU and no display, and renders); without EGL devices pyglet needs an X display
+(``DISPLAY``, e.g. from ``Xvfb``). ``render_mode`` is accepted for the convention of
+:mod:`kl_alloc.envs.base` (vmas draws on demand either way).
+
 Checkpoints. vmas cannot save its world state: the state is spread over entity states and
 arbitrary scenario attributes (tensors, and plain floats such as het_mass's masses drawn at each
 reset), and the env cannot be pickled (vmas loads scenario files as a module named ``""``, so
@@ -74,7 +82,14 @@ from typing import Any
 
 import numpy as np
 
-from kl_alloc.envs.base import ActionSpec, MultiAgentEnv, StepResult, check_actions
+from kl_alloc.envs.base import (
+    ActionSpec,
+    MultiAgentEnv,
+    RenderError,
+    StepResult,
+    check_actions,
+    check_frame,
+)
 
 __all__ = ["SCENARIO_DEFAULTS", "VMASEnv"]
 
@@ -123,6 +138,7 @@ class VMASEnv(MultiAgentEnv):
             trainer needs episodes to end.
         reward: how per-agent rewards become the team reward: ``"mean"``, ``"sum"``, ``"first"``.
         device: torch device of the simulation (numpy in and out either way).
+        render_mode: ``None`` or ``"rgb_array"`` (:meth:`render_frame` works with both).
         **scenario_kwargs: passed to the scenario (``n_agents``, ``package_mass``, ...).
 
     After each :meth:`step`, ``info["episode_return"]`` (float64, NaN for copies still running)
@@ -142,6 +158,7 @@ class VMASEnv(MultiAgentEnv):
         max_steps: int | None = None,
         reward: str = "mean",
         device: str = "cpu",
+        render_mode: str | None = None,
         **scenario_kwargs: Any,
     ) -> None:
         if int(num_envs) < 1:
@@ -150,6 +167,8 @@ class VMASEnv(MultiAgentEnv):
             raise ValueError(f"continuous_actions must be a bool, got {continuous_actions!r}")
         if reward not in REWARD_REDUCTIONS:
             raise ValueError(f"reward must be one of {REWARD_REDUCTIONS}, got {reward!r}")
+        if render_mode not in (None, "rgb_array"):
+            raise ValueError(f"render_mode must be None or 'rgb_array', got {render_mode!r}")
         if max_steps is None:
             max_steps = SCENARIO_DEFAULTS.get(scenario, {}).get("max_steps", DEFAULT_MAX_STEPS)
         if int(max_steps) < 1:
@@ -183,6 +202,8 @@ class VMASEnv(MultiAgentEnv):
             except AssertionError as err:  # vmas reports a bad name / kwarg by assert
                 raise ValueError(f"scenario {self.scenario!r}: {err}") from None
         self._describe_spaces()
+        self.render_mode = render_mode
+        self.render_fps = 1.0 / float(self.env.world.dt)
         n = self.num_envs
         self._elapsed = np.zeros(n, dtype=np.int64)
         self._episode_return = np.zeros(n, dtype=np.float64)
@@ -326,6 +347,20 @@ class VMASEnv(MultiAgentEnv):
         if self._needs_reset:
             raise RuntimeError("call reset() first")
         return self._current()
+
+    def render_frame(self, copy: int = 0) -> np.ndarray:
+        """Copy ``copy``'s current picture from vmas's renderer, (H, W, 3) uint8."""
+        if not 0 <= int(copy) < self.num_envs:
+            raise ValueError(f"copy must be in [0, {self.num_envs}), got {copy}")
+        try:
+            with self._own_rng():
+                frame = self.env.render(mode="rgb_array", env_index=int(copy))
+        except Exception as err:  # pyglet without EGL devices and without a display
+            raise RenderError(
+                f"VMAS rendering failed ({type(err).__name__}: {err}); vmas renders off-screen "
+                "through EGL, else it needs an X display (DISPLAY, e.g. Xvfb)"
+            ) from err
+        return check_frame(frame, f"VMAS {self.scenario}")
 
     # ------------------------------------------------------------------ helpers
 

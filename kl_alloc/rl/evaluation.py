@@ -18,6 +18,29 @@ from kl_alloc.envs.base import MultiAgentEnv
 from kl_alloc.rl.policies import Policy, actions_to_numpy
 
 
+def default_eval_seed(run_seed: int, iteration: int) -> int:
+    """The evaluation env's seed when none is given: ``SeedSequence([run_seed, iteration, 7])``'s
+    first word (a fresh but reproducible seed at every iteration)."""
+    return int(np.random.SeedSequence([int(run_seed), int(iteration), 7]).generate_state(1)[0])
+
+
+@torch.no_grad()
+def deterministic_actions(
+    env: MultiAgentEnv,
+    policies: list[Policy],
+    policy_obs: Callable[[list[np.ndarray]], list[torch.Tensor]],
+    obs: list[np.ndarray],
+) -> list[np.ndarray]:
+    """Every agent's mode (discrete, over the allowed actions) / mean (continuous) action for
+    the env's current observations ``obs``, one row per copy."""
+    n = env.num_envs
+    masks = getattr(env, "action_masks", lambda: None)() or [None] * len(policies)
+    return [
+        actions_to_numpy((p.dist(o) if m is None else p.dist(o, torch.from_numpy(m))).mode(n), spec)
+        for p, o, m, spec in zip(policies, policy_obs(obs), masks, env.action_specs, strict=True)
+    ]
+
+
 @torch.no_grad()
 def deterministic_returns(
     env: MultiAgentEnv,
@@ -39,16 +62,7 @@ def deterministic_returns(
     for _ in range(max_steps):
         if min(len(r) for r in returns) >= per_copy:
             break
-        masks = getattr(env, "action_masks", lambda: None)() or [None] * len(policies)
-        actions = [
-            actions_to_numpy(
-                (p.dist(o) if m is None else p.dist(o, torch.from_numpy(m))).mode(n), spec
-            )
-            for p, o, m, spec in zip(
-                policies, policy_obs(obs), masks, env.action_specs, strict=True
-            )
-        ]
-        res = env.step(actions)
+        res = env.step(deterministic_actions(env, policies, policy_obs, obs))
         acc += res.reward
         for j in np.flatnonzero(res.terminated | res.truncated):
             returns[j].append(float(acc[j]))

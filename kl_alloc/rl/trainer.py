@@ -42,7 +42,7 @@ from kl_alloc.rl.allocators import Allocator
 from kl_alloc.rl.callbacks import Callback, ProgressBar, chain
 from kl_alloc.rl.config import TrainerConfig
 from kl_alloc.rl.critic import Critic
-from kl_alloc.rl.evaluation import deterministic_returns
+from kl_alloc.rl.evaluation import default_eval_seed, deterministic_returns
 from kl_alloc.rl.gae import compute_gae, normalize_advantages
 from kl_alloc.rl.policies import Policy, make_policy
 from kl_alloc.rl.rollout import RolloutCollector
@@ -463,7 +463,7 @@ class Trainer:
         if self._eval_env is None:
             self._eval_env = self._make_eval_env(episodes)
         if seed is None:
-            seed = int(np.random.SeedSequence([self.seed, self.iteration, 7]).generate_state(1)[0])
+            seed = default_eval_seed(self.seed, self.iteration)
         flat = deterministic_returns(
             self._eval_env, self.policies, self.collector.policy_obs, int(episodes), seed
         )
