@@ -30,6 +30,8 @@ exact code path it always took):
 - ``active_agents()``: bool ``(num_envs, n_agents)``: which agents are still in each copy's
   episode at the current observations. The samples of an inactive agent are left out of its own
   update (its surrogate gradient and its KL); their actions are ignored by the env.
+- ``native_spaces()``: per agent, how a wrapped env's own observations and actions map to the
+  policy's (used by policy exports, :mod:`kl_alloc.rl.export`).
 
 ``exact_state``: whether :meth:`MultiAgentEnv.state_dict` captures everything needed to continue
 bit for bit (the games: they keep no state between steps; MaMuJoCo: physics and RNGs). An env
@@ -119,6 +121,12 @@ class MultiAgentEnv(ABC):
 
     def active_agents(self) -> np.ndarray | None:
         """(num_envs, n_agents) bool: agents still in each copy's episode (None: all, always)."""
+        return None
+
+    def native_spaces(self) -> list[dict[str, Any]] | None:
+        """Per agent, how the wrapped env's own observations and actions map to the policy's
+        (PettingZoo: :meth:`~kl_alloc.envs.pettingzoo.PettingZooEnv.native_spaces`); None: the
+        env has no other form (policy exports then predict from and return lists only)."""
         return None
 
     def state_dict(self) -> dict[str, Any]:

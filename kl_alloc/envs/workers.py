@@ -431,6 +431,9 @@ class WorkerVecEnv(MultiAgentEnv):
     def expected_reward(self, policy_probs: Any) -> float | None:
         return self._call(0, "expected_reward", policy_probs)
 
+    def native_spaces(self) -> list[dict[str, Any]] | None:
+        return self._call(0, "native_spaces")
+
     def _call(self, w: int, method: str, *args: Any) -> Any:
         self._check_open()
         try:
