@@ -55,6 +55,9 @@ def test_matrix_game_exported_policy_acts_as_the_trainer(tmp_path):
     batched = trainer.predict([np.zeros((5, 0), np.float32)] * n)
     assert [a.shape for a in batched] == [(5,)] * n and [int(a[0]) for a in batched] == modes
 
+    rng_state = trainer.generator.get_state()
+    trainer.predict([np.zeros((8, 0))] * n, deterministic=False)
+    assert torch.equal(trainer.generator.get_state(), rng_state)  # training RNG untouched
     trainer.export_policy(tmp_path / "policy.pt")
     policy = kl_alloc.load_policy(tmp_path / "policy.pt", seed=3)
     assert_same(policy.predict([None] * n), trainer.predict([None] * n))
@@ -256,3 +259,28 @@ def test_loads_in_a_process_without_the_env_packages(tmp_path):
     raw = {"speaker_0": obs[0][0], "listener_0": obs[1][0]}
     for name, action in trainer.predict(raw).items():
         np.testing.assert_array_equal(out["native"][name], action)
+
+
+def test_mamujoco_in_worker_processes_and_the_cli_export(tmp_path):
+    pytest.importorskip("mujoco")
+    pytest.importorskip("gymnasium_robotics")
+    env_kwargs = dict(scenario="Ant", agent_conf="2x4", max_episode_steps=20)
+    cfg = TrainerConfig.for_env(
+        "mamujoco", num_envs=2, rollout_length=20, num_workers=2, env_kwargs=env_kwargs, **SMALL
+    )
+    trainer = Trainer("mamujoco", config=cfg, seed=0, out_dir=tmp_path / "run")
+    try:
+        trainer.learn(80, progress=False)
+        assert trainer.env.native_spaces() is None  # asked of a worker: MaMuJoCo has none
+        env = make_env("mamujoco", num_envs=3, seed=1, **env_kwargs)
+        obs, _ = env.reset(seed=1)
+        raw = evaluation_actions(trainer, obs)
+        expected = [np.clip(a, s.low, s.high) for a, s in zip(raw, env.action_specs, strict=True)]
+        assert any((np.abs(a) > 0).any() for a in expected)
+        assert_same(trainer.predict(obs), expected)
+    finally:
+        trainer.close()
+    from kl_alloc.cli import main
+
+    assert main(["export", str(tmp_path / "run"), str(tmp_path / "p.pt")]) == 0
+    assert_same(load_policy(tmp_path / "p.pt").predict(obs), expected)
