@@ -45,8 +45,6 @@ from __future__ import annotations
 
 import json
 import os
-import pickle
-import zipfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -458,15 +456,20 @@ def load_policy(path: str | os.PathLike, seed: int = 0) -> PolicyPredictor:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise PolicyFileError(f"{path}: no such policy file") from None
-    except (RuntimeError, EOFError, OSError, pickle.UnpicklingError, zipfile.BadZipFile) as exc:
-        first = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
-        hint = (
-            " (a training checkpoint? export it with `kl-alloc export RUN PATH`)"
-            if "weights_only" in str(exc) or "Unsupported global" in str(exc)
-            else ""
-        )
+    except PolicyFileError:
+        raise
+    except Exception as exc:  # noqa: BLE001 (torch.load of arbitrary bytes raises many kinds)
+        text = str(exc)
+        if "Unsupported global" in text:
+            raise PolicyFileError(
+                f"{path}: not a kl_alloc policy file: it holds Python objects, not only tensors "
+                "(a training checkpoint? export it with `kl-alloc export RUN PATH`)"
+            ) from None
+        if "WeightsUnpickler error:" in text:  # the reason, not torch's advice around it
+            text = text.split("WeightsUnpickler error:", 1)[1].strip()
+        first = text.splitlines()[0][:120] if text else type(exc).__name__
         raise PolicyFileError(
-            f"{path}: not a readable kl_alloc policy file{hint}: {first}"
+            f"{path}: not a readable kl_alloc policy file ({type(exc).__name__}: {first})"
         ) from None
     if not isinstance(payload, dict) or payload.get("format") != POLICY_FORMAT:
         found = payload.get("format") if isinstance(payload, dict) else type(payload).__name__

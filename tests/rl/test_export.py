@@ -190,6 +190,11 @@ def test_bad_files_name_the_file(tmp_path):
     junk.write_bytes(b"not a torch file")
     with pytest.raises(PolicyFileError, match=f"{junk}: not a readable kl_alloc policy file"):
         load_policy(junk)
+    junk.write_bytes(b"junk\n")  # torch.load's legacy path: a KeyError
+    with pytest.raises(PolicyFileError, match=f"{junk}: not a readable kl_alloc policy file"):
+        load_policy(junk)
+    with pytest.raises(PolicyFileError, match=f"{tmp_path}: a directory"):
+        load_policy(tmp_path)
     other = tmp_path / "other.pt"
     torch.save({"format": "something else"}, other)
     with pytest.raises(PolicyFileError, match=f"{other}: not a kl_alloc policy file"):
