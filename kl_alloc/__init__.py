@@ -4,6 +4,11 @@ The solver core is importable without torch::
 
     from kl_alloc import water_fill, greedy_allocate, uniform_allocate
 
+A trained policy, exported with ``Trainer.export_policy`` or ``kl-alloc export``, loads with
+torch alone::
+
+    policy = kl_alloc.load_policy("policy.pt"); actions = policy.predict(obs)
+
 The solver names are loaded on first use (PEP 562), so importing a torch- and numba-free part
 of the package (an env, an env worker process, the run-directory format) does not pay for
 numba's import.
@@ -21,11 +26,20 @@ __all__ = [
     "WaterFillResult",
     "__version__",
     "greedy_allocate",
+    "load_policy",
     "uniform_allocate",
     "water_fill",
 ]
 
-_SOLVER_NAMES = frozenset(__all__) - {"__version__"}
+_SOLVER_NAMES = frozenset(__all__) - {"__version__", "load_policy"}
+
+
+def load_policy(path: Any, seed: int = 0) -> Any:
+    """Load a policy file (``Trainer.export_policy`` / ``kl-alloc export``): an object with
+    ``.predict(obs, deterministic=True)`` that needs torch only (see :mod:`kl_alloc.rl.export`)."""
+    from kl_alloc.rl.export import load_policy as _load
+
+    return _load(path, seed=seed)
 
 
 def __getattr__(name: str) -> Any:

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kl_alloc.rundir import RUN_FILES, SPEC, TB_DIR, TMP_SUFFIX
+from kl_alloc.rundir import RUN_FILES, SPEC, TB_DIR, TMP_SUFFIX, WANDB_DIR, WANDB_ID
 
 logger = logging.getLogger(__name__)
 
@@ -222,7 +222,7 @@ def inspect_run(out: str | os.PathLike) -> RunState:
         raise io_error(out, exc, "read") from None
     if not names:
         return RunState("empty")
-    known = set(RUN_FILES) | {n + TMP_SUFFIX for n in RUN_FILES} | {TB_DIR}
+    known = set(RUN_FILES) | {n + TMP_SUFFIX for n in RUN_FILES} | {TB_DIR, WANDB_DIR}
     if not names & set(RUN_FILES) or names - known:
         return RunState("foreign")
     done = _read_json(out / "done.json")
@@ -235,9 +235,11 @@ def inspect_run(out: str | os.PathLike) -> RunState:
 
 
 def delete_run_files(out: Path) -> None:
-    """Exactly the files a run writes (and ``tb/``); anything else stays."""
+    """Exactly the files a run writes (and ``tb/``, and the W&B run id so that a new W&B run
+    starts; wandb's own files under ``wandb/`` stay: an offline run may not be synced yet);
+    anything else stays."""
     try:
-        for name in RUN_FILES:
+        for name in (*RUN_FILES, WANDB_ID):
             (out / name).unlink(missing_ok=True)
             (out / (name + TMP_SUFFIX)).unlink(missing_ok=True)
         if (out / TB_DIR).is_dir():

@@ -79,6 +79,8 @@ ERROR = "error.json"  # a failed sweep trial's error
 TRIAL = "trial.json"  # a sweep trial's task / method / params
 TRIAL_LOG = "trial.log"
 TB_DIR = "tb"  # TensorBoard scalars
+WANDB_DIR = "wandb"  # wandb's own files (offline runs) and WANDB_ID, with --wandb
+WANDB_ID = "wandb/kl_alloc_run.json"  # the W&B run id, continued by --resume
 TMP_SUFFIX = ".tmp"
 #: every file a run writes: ``--force`` deletes exactly these, their ``.tmp`` and ``tb/``
 RUN_FILES = (SPEC, CONFIG, PROGRESS, PROGRESS_CSV, EVAL, CHECKPOINT, DONE, ERROR, TRIAL, TRIAL_LOG)

@@ -6,6 +6,7 @@ parser built from the registries (methods, environments and their options).
     kl-alloc train --env my_pkg.envs:make_env --algo my_pkg.rules:MyAllocator --out runs/mine
     kl-alloc train --out runs/matrix-w-0 --resume  # continue a killed run with its own settings
     kl-alloc evaluate runs/matrix-w-0 --episodes 10
+    kl-alloc export runs/matrix-w-0 policy.pt      # kl_alloc.load_policy("policy.pt"): torch only
     kl-alloc plot runs/bench/matrix --out plots/matrix
     kl-alloc config --env differential             # every --set key, its type and value
 
@@ -26,7 +27,7 @@ from kl_alloc.cli.common import CLIError, Formatter
 logger = logging.getLogger("kl_alloc.cli")
 
 #: the command modules, in --help order; each has add_parser(subparsers)
-COMMANDS = ("train", "evaluate", "plot", "demo", "config")
+COMMANDS = ("train", "evaluate", "export", "plot", "demo", "config")
 
 
 def build_parser() -> argparse.ArgumentParser:

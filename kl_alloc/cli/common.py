@@ -22,7 +22,13 @@ def user_error(exc: BaseException) -> str | None:
 
     if isinstance(exc, CLIError | RunError | ConfigError | PluginError):
         return str(exc)
-    if type(exc).__name__ in ("CheckpointError", "RunDirError", "SpecError", "RayMissingError"):
+    if type(exc).__name__ in (
+        "CheckpointError",
+        "PolicyFileError",
+        "RunDirError",
+        "SpecError",
+        "RayMissingError",
+    ):
         return str(exc)
     if isinstance(exc, OSError):
         return str(io_error(getattr(exc, "filename", None) or "?", exc))

@@ -13,6 +13,7 @@ EXAMPLES = """examples:
   kl-alloc train --env differential --algo hatrpo-g --set delta=0.02 --set rescore=false
   kl-alloc train --env mamujoco --scenario Ant --agent-conf 2x4 --algo hatrpo-w \\
       --steps 1000000 --seed 0 --out runs/ant-w-0 --tensorboard
+  WANDB_MODE=offline kl-alloc train --env simple_spread_v3 --algo hatrpo-g --wandb
   kl-alloc train --env my_pkg.envs:make_env --algo my_pkg.rules:MyAllocator --out runs/mine
   kl-alloc train --out runs/ant-w-0 --resume       # its own settings and target steps"""
 
@@ -95,6 +96,18 @@ def add_parser(sub: Any) -> None:
     p.add_argument(
         "--tensorboard", action="store_true", help="also write TensorBoard scalars to OUT/tb"
     )
+    wb = p.add_argument_group(
+        "Weights & Biases",
+        '--wandb logs the TensorBoard scalars to W&B (pip install "kl_alloc[wandb]"), x axis '
+        "env steps, config = the run's config.json. WANDB_MODE=offline keeps the run in "
+        "OUT/wandb/ (no account, no network; `wandb sync` it later); --resume continues the "
+        "same W&B run (its id is kept in OUT/wandb/kl_alloc_run.json).",
+    )
+    wb.add_argument("--wandb", action="store_true", help="also log the scalars to W&B")
+    wb.add_argument("--wandb-project", default="kl_alloc", help="W&B project")
+    wb.add_argument("--wandb-name", default=None, help="W&B run name (default: OUT's name)")
+    wb.add_argument("--wandb-entity", default=None, help="W&B entity (default: wandb's own)")
+    wb.add_argument("--wandb-group", default=None, help="W&B group, e.g. one per sweep")
     p.add_argument(
         "--no-progress", action="store_true", help="no progress bar (log every tenth of the run)"
     )
@@ -190,6 +203,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         return 0
     from kl_alloc.rl.callbacks import ProgressBar, TensorBoardCallback, chain
 
+    wb = _wandb_logger(args, out) if args.wandb else None  # before training: a missing wandb
     trainer = open_trainer(p)
     tb = None
     if args.tensorboard:
@@ -199,12 +213,28 @@ def cmd_train(args: argparse.Namespace) -> int:
         p.steps, trainer.env_steps, f"{trainer.algo} s{trainer.seed}", enabled=not args.no_progress
     )
     try:
-        trainer.learn(p.steps, progress=False, callback=chain(progress, tb))
+        trainer.learn(p.steps, progress=False, callback=chain(progress, tb, wb))
     finally:
         progress.close()
-        if tb is not None:
-            tb.close(trainer)
+        for logger in (tb, wb):
+            if logger is not None:
+                logger.close(trainer)
         trainer.close()
     print(summary_line(trainer))
     print(f"run directory: {out}")
     return 0
+
+
+def _wandb_logger(args: argparse.Namespace, out: Path) -> Any:
+    """The --wandb logger: wandb files under OUT/wandb/, the run id kept for --resume."""
+    from kl_alloc.rl.callbacks import WandbLogger
+    from kl_alloc.rundir import WANDB_ID
+
+    return WandbLogger(
+        project=args.wandb_project,
+        name=args.wandb_name or out.name,
+        dir=out,
+        id_file=out / WANDB_ID,
+        entity=args.wandb_entity,
+        group=args.wandb_group,
+    )

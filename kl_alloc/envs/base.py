@@ -30,6 +30,8 @@ exact code path it always took):
 - ``active_agents()``: bool ``(num_envs, n_agents)``: which agents are still in each copy's
   episode at the current observations. The samples of an inactive agent are left out of its own
   update (its surrogate gradient and its KL); their actions are ignored by the env.
+- ``native_spaces()``: per agent, how a wrapped env's own observations and actions map to the
+  policy's (used by policy exports, :mod:`kl_alloc.rl.export`).
 
 Rendering (``kl-alloc evaluate --video``): an env that can draw itself takes a ``render_mode``
 keyword in its factory (the Gymnasium / PettingZoo convention); built with
@@ -135,6 +137,12 @@ class MultiAgentEnv(ABC):
         """Copy ``copy``'s current picture, ``(H, W, 3)`` uint8, for envs built with
         ``render_mode="rgb_array"`` (see the module docstring); :class:`RenderError` here."""
         raise RenderError(f"{type(self).__name__} cannot render frames")
+
+    def native_spaces(self) -> list[dict[str, Any]] | None:
+        """Per agent, how the wrapped env's own observations and actions map to the policy's
+        (PettingZoo: :meth:`~kl_alloc.envs.pettingzoo.PettingZooEnv.native_spaces`); None: the
+        env has no other form (policy exports then predict from and return lists only)."""
+        return None
 
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue bit-for-bit after a restart (RNG and physics state)."""

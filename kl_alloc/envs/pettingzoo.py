@@ -67,7 +67,13 @@ import numpy as np
 
 from kl_alloc.envs.base import ActionSpec, MultiAgentEnv, StepResult, check_actions, check_frame
 
-__all__ = ["REWARD_REDUCE", "PettingZooEnv", "is_parallel_env", "pettingzoo_env"]
+__all__ = [
+    "REWARD_REDUCE",
+    "PettingZooEnv",
+    "is_parallel_env",
+    "native_action",
+    "pettingzoo_env",
+]
 
 logger = logging.getLogger("kl_alloc.envs")
 
@@ -230,7 +236,8 @@ class PettingZooEnv(MultiAgentEnv):
                                              high=phi.astype(np.float32))  # fmt: skip
                 self.action_specs.append(spec)
                 self._act.append({"kind": "box", "low": low, "high": high, "finite": finite,
-                                  "shape": act.shape, "dtype": act.dtype})  # fmt: skip
+                                  "shape": tuple(act.shape), "dtype": np.dtype(act.dtype).str,
+                                  "mode": self.box_actions})  # fmt: skip
             else:
                 raise ValueError(
                     f"env_fn: agent {a!r} has action space {act}; supported: Box, Discrete"
@@ -335,18 +342,32 @@ class PettingZooEnv(MultiAgentEnv):
             self._state[k] = np.concatenate([o[k] for o in self._obs])
 
     def _env_action(self, i: int, a: np.ndarray) -> Any:
-        spec = self._act[i]
-        if spec["kind"] == "discrete":
-            return int(a) + spec["start"]
-        u = np.asarray(a, np.float64)
-        if self.box_actions == "rescale":
-            scaled = spec["low"] + (np.clip(u, -1.0, 1.0) + 1.0) * 0.5 * (
-                spec["high"] - spec["low"]
-            )
-            u = np.where(spec["finite"], scaled, np.clip(u, spec["low"], spec["high"]))
-        else:
-            u = np.clip(u, spec["low"], spec["high"])
-        return u.reshape(spec["shape"]).astype(spec["dtype"])
+        return native_action(self._act[i], a)
+
+    def native_spaces(self) -> list[dict[str, Any]]:
+        """Per agent (``possible_agents`` order): its name, how its PettingZoo observation
+        becomes the policy's input (``"obs"``: ``{"kind": "box", "shape"}``, ``{"kind":
+        "discrete", "n", "start"}`` (one-hot) or ``{"kind": "other"}``, and ``"mask_in_obs"``)
+        and how a policy action becomes its PettingZoo action (``"action"``: the
+        :func:`native_action` spec). Used by :mod:`kl_alloc.rl.export` to predict from, and
+        return, the env's own dicts."""
+        from gymnasium import spaces
+
+        out = []
+        for i, a in enumerate(self.possible_agents):
+            space = self._obs_space[i]
+            if isinstance(space, spaces.Box):
+                obs = {"kind": "box", "shape": [int(d) for d in space.shape]}
+            elif isinstance(space, spaces.Discrete):
+                obs = {"kind": "discrete", "n": int(space.n), "start": int(space.start)}
+            else:
+                obs = {"kind": "other"}
+            obs["mask_in_obs"] = bool(self._obs_has_mask[i])
+            act = dict(self._act[i])
+            if act["kind"] == "box":
+                act["shape"] = [int(d) for d in act["shape"]]
+            out.append({"name": str(a), "obs": obs, "action": act})
+        return out
 
     def _reduce(self, rewards: Mapping[str, Any]) -> float:
         values = [float(rewards[a]) for a in self.possible_agents if a in rewards]
@@ -433,6 +454,26 @@ class PettingZooEnv(MultiAgentEnv):
             close = getattr(c, "close", None)
             if close is not None:
                 close()
+
+
+def native_action(spec: Mapping[str, Any], a: Any) -> Any:
+    """One agent's policy action ``a`` as its PettingZoo env takes it.
+
+    ``spec["kind"] == "discrete"``: ``int(a) + start``. ``"box"`` with ``mode == "rescale"``:
+    ``low + (clip(u, -1, 1) + 1) / 2 (high - low)`` on the dimensions with finite bounds
+    (``finite``), ``clip(u, low, high)`` on the others; with ``mode == "clip"``: ``clip(u, low,
+    high)``. The result has the space's ``shape`` and ``dtype``.
+    """
+    if spec["kind"] == "discrete":
+        return int(a) + int(spec["start"])
+    low, high = np.asarray(spec["low"], np.float64), np.asarray(spec["high"], np.float64)
+    u = np.asarray(a, np.float64)
+    if spec["mode"] == "rescale":
+        scaled = low + (np.clip(u, -1.0, 1.0) + 1.0) * 0.5 * (high - low)
+        u = np.where(np.asarray(spec["finite"], bool), scaled, np.clip(u, low, high))
+    else:
+        u = np.clip(u, low, high)
+    return u.reshape(tuple(spec["shape"])).astype(np.dtype(spec["dtype"]))
 
 
 def pettingzoo_env(

@@ -471,6 +471,9 @@ class WorkerVecEnv(MultiAgentEnv):
         self._check_open()
         return self._views["active"].copy() if self._active else None
 
+    def native_spaces(self) -> list[dict[str, Any]] | None:
+        return self._call(0, "native_spaces")
+
     def _call(self, w: int, method: str, *args: Any) -> Any:
         self._check_open()
         try:

@@ -1,5 +1,6 @@
-"""Callbacks for :meth:`Trainer.learn`: the progress bar and TensorBoard, fed by the iteration
-record (which carries the iteration's evaluation, if any, as ``record["eval"]``).
+"""Callbacks for :meth:`Trainer.learn`: the progress bar, TensorBoard and Weights & Biases, fed
+by the iteration record (which carries the iteration's evaluation, if any, as
+``record["eval"]``).
 
 A callback is any ``callback(trainer, record)``; returning ``False`` stops training.
 
@@ -17,12 +18,20 @@ TensorBoard's x axis is env steps. Logged per iteration: ``reward/expected`` (ga
 other), and per agent ``agent_<i>/delta_alloc``, ``agent_<i>/kl``, ``agent_<i>/actual_improvement``;
 with each evaluation ``eval/return_mean`` and ``eval/return_std``.
 
+:class:`WandbLogger` logs exactly these scalars (one function, :func:`iteration_scalars`, makes
+them for both) to a W&B run, with ``env_steps`` as the x axis::
+
+    wb = WandbLogger(project="kl_alloc", name="ant-w-0", dir="runs/ant-w-0")
+    trainer.learn(1_000_000, callback=chain(tb, wb)); wb.close(trainer)
+
 TensorBoard comes with the MuJoCo extra (``pip install "kl_alloc[mujoco]"``) or on its own
-(``pip install tensorboard``); the callback raises a clear ``ImportError`` without it.
+(``pip install tensorboard``), wandb with ``pip install "kl_alloc[wandb]"``; each callback
+raises a clear ``ImportError`` without its package.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -124,6 +133,89 @@ class ProgressBar:
             self.bar.close()
 
 
+# -- the scalars both loggers write -------------------------------------------------------------
+
+
+def _finite(scalars: dict[str, Any]) -> dict[str, float]:
+    out = {}
+    for tag, value in scalars.items():
+        if value is not None and math.isfinite(float(value)):
+            out[tag] = float(value)
+    return out
+
+
+def iteration_scalars(record: dict[str, Any], per_agent: bool = True) -> dict[str, float]:
+    """The scalars of one iteration record, tag -> value (None and non-finite values left
+    out): the tags listed in the module docstring, the evaluation's aside."""
+    scalars = {
+        "reward/expected": record.get("expected_reward"),
+        "reward/mean_step": record.get("mean_reward"),
+        "reward/episode_return": record.get("episode_return"),
+        "budget/used": record.get("budget_used"),
+        "budget/total": record.get("delta_total"),
+        "critic/loss": record.get("critic_loss"),
+        "time/seconds_per_iter": record.get("seconds_per_iter"),
+    }
+    for part, seconds in (record.get("time") or {}).items():
+        scalars[f"time/{part}"] = seconds
+    if per_agent:
+        for agent in record.get("agents", []):
+            i = agent["agent"]
+            for key in ("delta_alloc", "kl", "actual_improvement"):
+                scalars[f"agent_{i}/{key}"] = agent.get(key)
+    return _finite(scalars)
+
+
+def eval_scalars(result: dict[str, Any]) -> dict[str, float]:
+    """``eval/return_mean`` and ``eval/return_std`` of an evaluation (an ``eval.jsonl`` line)."""
+    return _finite(
+        {"eval/return_mean": result.get("return_mean"), "eval/return_std": result.get("return_std")}
+    )
+
+
+class ScalarLogger:
+    """What TensorBoard and W&B logging share: each record becomes :func:`iteration_scalars`
+    at its env steps, and its evaluation (if any) :func:`eval_scalars` at the evaluation's env
+    steps; :meth:`close` logs an evaluation made after the last record. Subclasses write
+    (:meth:`write`) and finish (:meth:`finish`)."""
+
+    def __init__(self, per_agent: bool = True) -> None:
+        self.per_agent = per_agent
+        self._last_step: int | None = None  # env steps of the last record seen
+        self._last_eval_step: int | None = None
+
+    def write(self, scalars: dict[str, float], step: int) -> None:
+        raise NotImplementedError
+
+    def finish(self) -> None:
+        """Flush and close the sink."""
+
+    def __call__(self, trainer: Any, record: dict[str, Any]) -> None:
+        step = int(record["env_steps"])
+        self._last_step = step
+        self.write(iteration_scalars(record, self.per_agent), step)
+        if record.get("eval") is not None:
+            self._log_eval(record["eval"])
+
+    def _log_eval(self, result: dict[str, Any]) -> None:
+        step = int(result["env_steps"])
+        self.write(eval_scalars(result), step)
+        self._last_eval_step = step
+
+    def close(self, trainer: Any = None) -> None:
+        """Log an evaluation made after the last record (a run stopped by a callback), then
+        finish."""
+        last = getattr(trainer, "last_eval", None)
+        if (
+            last is not None
+            and self._last_step is not None  # this process trained: its evaluation is new
+            and int(last["env_steps"]) >= self._last_step
+            and self._last_eval_step != int(last["env_steps"])
+        ):
+            self._log_eval(last)
+        self.finish()
+
+
 # -- TensorBoard -----------------------------------------------------------------------------------
 
 
@@ -135,7 +227,7 @@ def _summary_writer(log_dir: str, purge_step: int | None) -> Any:
     return SummaryWriter(log_dir=log_dir, purge_step=purge_step, flush_secs=30)
 
 
-class TensorBoardCallback:
+class TensorBoardCallback(ScalarLogger):
     """Writes one run's scalars to ``log_dir``; pass it as ``callback=`` to ``Trainer.learn``.
 
     Args:
@@ -149,60 +241,119 @@ class TensorBoardCallback:
     def __init__(
         self, log_dir: str | os.PathLike, purge_step: int | None = None, per_agent: bool = True
     ) -> None:
+        super().__init__(per_agent)
         self.log_dir = Path(log_dir)
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        self.per_agent = per_agent
         self.writer = _summary_writer(str(self.log_dir), purge_step)
-        self._last_step: int | None = None  # env steps of the last record seen
-        self._last_eval_step: int | None = None
 
-    def __call__(self, trainer: Any, record: dict[str, Any]) -> None:
-        step = int(record["env_steps"])
-        self._last_step = step
-        scalars = {
-            "reward/expected": record.get("expected_reward"),
-            "reward/mean_step": record.get("mean_reward"),
-            "reward/episode_return": record.get("episode_return"),
-            "budget/used": record.get("budget_used"),
-            "budget/total": record.get("delta_total"),
-            "critic/loss": record.get("critic_loss"),
-            "time/seconds_per_iter": record.get("seconds_per_iter"),
-        }
-        for part, seconds in (record.get("time") or {}).items():
-            scalars[f"time/{part}"] = seconds
-        if self.per_agent:
-            for agent in record.get("agents", []):
-                i = agent["agent"]
-                for key in ("delta_alloc", "kl", "actual_improvement"):
-                    scalars[f"agent_{i}/{key}"] = agent.get(key)
+    def write(self, scalars: dict[str, float], step: int) -> None:
         for tag, value in scalars.items():
-            self._scalar(tag, value, step)
-        if record.get("eval") is not None:
-            self._log_eval(record["eval"])
-
-    def _scalar(self, tag: str, value: Any, step: int) -> None:
-        if value is None:
-            return
-        value = float(value)
-        if math.isfinite(value):
             self.writer.add_scalar(tag, value, step)
 
-    def _log_eval(self, result: dict[str, Any]) -> None:
-        step = int(result["env_steps"])
-        self._scalar("eval/return_mean", result.get("return_mean"), step)
-        self._scalar("eval/return_std", result.get("return_std"), step)
-        self._last_eval_step = step
-
-    def close(self, trainer: Any = None) -> None:
-        """Log an evaluation made after the last record (a run stopped by a callback), then
-        flush."""
-        last = getattr(trainer, "last_eval", None)
-        if (
-            last is not None
-            and self._last_step is not None  # this process trained: its evaluation is new
-            and int(last["env_steps"]) >= self._last_step
-            and self._last_eval_step != int(last["env_steps"])
-        ):
-            self._log_eval(last)
+    def finish(self) -> None:
         self.writer.flush()
         self.writer.close()
+
+
+# -- Weights & Biases ------------------------------------------------------------------------------
+
+WANDB_HINT = 'W&B logging needs wandb: pip install "kl_alloc[wandb]"'
+
+
+def _import_wandb() -> Any:
+    try:
+        import wandb
+    except ImportError as exc:
+        raise ImportError(f"{WANDB_HINT} ({exc})") from exc
+    return wandb
+
+
+def _run_config(trainer: Any) -> dict[str, Any]:
+    """The run's ``config.json`` contents (algo, allocator, seed, env, TrainerConfig)."""
+    make = getattr(trainer, "_run_config", None)
+    return json.loads(json.dumps(make(), default=list)) if make is not None else {}
+
+
+class WandbLogger(ScalarLogger):
+    """Logs the same scalars as :class:`TensorBoardCallback` to a Weights & Biases run; pass it
+    as ``callback=`` to ``Trainer.learn`` and call :meth:`close` after.
+
+    The x axis is env steps: every ``log`` carries ``env_steps`` and all metrics are defined
+    with ``step_metric="env_steps"`` (W&B's own step counter just counts the calls). The W&B
+    run starts at the first record, with the run's ``config.json`` contents as its config
+    (unless ``config`` is given). ``wandb`` is imported when the logger is made: without it,
+    ``ImportError`` with the install line (``pip install "kl_alloc[wandb]"``).
+
+    Offline: ``mode="offline"`` or the environment variable ``WANDB_MODE=offline`` (honoured
+    when ``mode`` is None) writes the run under ``dir/wandb/`` with no network and no account;
+    ``wandb sync DIR/wandb/offline-run-*`` uploads it later. ``WANDB_MODE=disabled`` logs
+    nothing.
+
+    Args:
+        project: the W&B project.
+        name: the W&B run's display name.
+        dir: where wandb keeps its files (``dir/wandb/``).
+        config: the run config to show (default: the trainer's ``config.json`` contents).
+        id_file: a JSON file keeping the W&B run id: if it exists, its run is continued
+            (``resume="allow"``; iterations replayed after a crash are logged again at the same
+            env steps, W&B cannot drop them as TensorBoard's ``purge_step`` does), else the new
+            run's id is written there.
+        entity, group, tags, mode: as ``wandb.init``'s (None: wandb's default).
+        per_agent: also log the per-agent allocation, KL and improvement.
+        init_kwargs: more ``wandb.init`` keywords.
+    """
+
+    def __init__(
+        self,
+        project: str = "kl_alloc",
+        name: str | None = None,
+        dir: str | os.PathLike | None = None,  # noqa: A002 (wandb.init's own name)
+        config: dict[str, Any] | None = None,
+        id_file: str | os.PathLike | None = None,
+        entity: str | None = None,
+        group: str | None = None,
+        tags: list[str] | None = None,
+        mode: str | None = None,
+        per_agent: bool = True,
+        **init_kwargs: Any,
+    ) -> None:
+        super().__init__(per_agent)
+        self.wandb = _import_wandb()
+        self.config = config
+        self.id_file = None if id_file is None else Path(id_file)
+        self.dir = None if dir is None else Path(dir)
+        given = dict(project=project, name=name, entity=entity, group=group, tags=tags, mode=mode)
+        self.init_kwargs = {k: v for k, v in given.items() if v is not None} | init_kwargs
+        self.run: Any = None
+
+    def start(self, trainer: Any = None) -> Any:
+        """Start (or continue, see ``id_file``) the W&B run; done by the first record."""
+        if self.run is not None:
+            return self.run
+        kwargs = dict(self.init_kwargs)
+        if self.dir is not None:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            kwargs["dir"] = str(self.dir)
+        if self.id_file is not None and self.id_file.exists():
+            kwargs.update(id=json.loads(self.id_file.read_text())["id"], resume="allow")
+        config = self.config if self.config is not None else _run_config(trainer)
+        self.run = self.wandb.init(config=config, **kwargs)
+        self.run.define_metric("env_steps")
+        self.run.define_metric("*", step_metric="env_steps")
+        if self.id_file is not None and not self.id_file.exists():
+            self.id_file.parent.mkdir(parents=True, exist_ok=True)
+            self.id_file.write_text(json.dumps({"id": self.run.id}) + "\n")
+        logger.info("W&B run %s in project %s", self.run.id, kwargs.get("project"))
+        return self.run
+
+    def __call__(self, trainer: Any, record: dict[str, Any]) -> None:
+        self.start(trainer)
+        super().__call__(trainer, record)
+
+    def write(self, scalars: dict[str, float], step: int) -> None:
+        self.run.log({**scalars, "env_steps": step})
+
+    def finish(self) -> None:
+        if self.run is not None:
+            self.run.finish()
+            self.run = None

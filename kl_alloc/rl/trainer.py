@@ -6,6 +6,8 @@
     trainer = Trainer(make_env("matrix", num_envs=4000), algo="hatrpo-g", seed=0, out_dir="runs/g")
     trainer.learn(200_000)                 # absolute target: env steps since the run started
     trainer.evaluate(10)                   # deterministic policy (mode / mean action)
+    trainer.predict(obs)                   # per-agent actions (kl_alloc.rl.export)
+    trainer.export_policy("policy.pt")     # kl_alloc.load_policy("policy.pt"): torch only
     trainer.save("g.pt"); Trainer.load("g.pt")
     Trainer.resume("runs/g").learn(400_000)   # continue a killed or finished run, bit-for-bit
 
@@ -43,6 +45,7 @@ from kl_alloc.rl.callbacks import Callback, ProgressBar, chain
 from kl_alloc.rl.config import TrainerConfig
 from kl_alloc.rl.critic import Critic
 from kl_alloc.rl.evaluation import default_eval_seed, deterministic_returns
+from kl_alloc.rl.export import PolicyPredictor, save_policy, trainer_payload, trainer_predictor
 from kl_alloc.rl.gae import compute_gae, normalize_advantages
 from kl_alloc.rl.policies import Policy, make_policy
 from kl_alloc.rl.rollout import RolloutCollector
@@ -241,6 +244,7 @@ class Trainer:
         self._eval_env: MultiAgentEnv | None = eval_env
         self._last_eval_iteration = -1
         self._last_eval: dict[str, Any] | None = None
+        self._predictor: PolicyPredictor | None = None
 
     # -- properties ----------------------------------------------------------------------------
     @property
@@ -483,6 +487,33 @@ class Trainer:
         if self._writer is not None:
             self._writer.eval(result)
         return result
+
+    # -- acting and exporting ------------------------------------------------------------------
+    def predictor(self) -> PolicyPredictor:
+        """A :class:`~kl_alloc.rl.export.PolicyPredictor` on this trainer's live policies and
+        observation statistics (it follows further training; its sampling generator is its own,
+        so predictions never touch the training RNGs)."""
+        if self._predictor is None:
+            self._predictor = trainer_predictor(self)
+        return self._predictor
+
+    def predict(self, obs: Any, deterministic: bool = True, action_masks: Any = None) -> Any:
+        """Per-agent actions for per-agent observations, as the env takes them.
+
+        ``obs``: a list with one array per agent, ``(obs_size_i,)`` or ``(B, obs_size_i)``
+        (returns a list: int64 indices ``()`` / ``(B,)``, float32 ``(dim,)`` / ``(B, dim)``
+        clipped to the action bounds), or a PettingZoo ``{agent: observation}`` dict for a
+        PettingZoo env (returns ``{agent: action}`` for its ``step``). ``deterministic``: the
+        mode / mean action (what :meth:`evaluate` plays), else a sample. Observation
+        normalisation is applied with the current statistics, not updated. Details:
+        :mod:`kl_alloc.rl.export`.
+        """
+        return self.predictor().predict(obs, deterministic, action_masks)
+
+    def export_policy(self, path: str | Path) -> Path:
+        """Write the policies, the observation statistics and the action spaces to one file
+        that :func:`kl_alloc.load_policy` loads with torch only (no env, no trainer)."""
+        return save_policy(trainer_payload(self), path)
 
     # -- run directory -------------------------------------------------------------------------
     def _run_config(self) -> dict[str, Any]:
