@@ -243,6 +243,7 @@ class Trainer:
         self._telemetry_offsets: tuple[int, int] | None = None
         self._eval_env: MultiAgentEnv | None = eval_env
         self._last_eval_iteration = -1
+        self._inexact_resume: str | None = None  # the warning of _restart_env, said by learn
         self._last_eval: dict[str, Any] | None = None
         self._predictor: PolicyPredictor | None = None
 
@@ -376,6 +377,9 @@ class Trainer:
         if not self._started:
             self.collector.reset(self.seed)
             self._started = True
+        if self._inexact_resume:
+            logger.warning("%s", self._inexact_resume)
+            self._inexact_resume = None
         self._open_writer()
         cfg = self.config
         bar = (
@@ -648,12 +652,11 @@ class Trainer:
         copies from ``SeedSequence([seed, iteration, 0x5E5E]).generate_state(1)[0]`` and start
         fresh episodes; policies, critic, normalisers and RNGs continue from the checkpoint."""
         seed = int(np.random.SeedSequence([self.seed, iteration, 0x5E5E]).generate_state(1)[0])
-        logger.warning(
-            "%s cannot save its state: resuming at iteration %d with its copies reset from seed "
-            "%d; the continuation differs from an uninterrupted run",
-            type(self.env).__name__,
-            iteration,
-            seed,
+        # said when training continues (learn), not when the checkpoint is only evaluated
+        self._inexact_resume = (
+            f"{type(self.env).__name__} cannot save its state: resuming at iteration {iteration} "
+            f"with its copies reset from seed {seed}; the continuation differs from an "
+            "uninterrupted run"
         )
         self.collector.reset(seed)
 

@@ -253,9 +253,10 @@ def test_resume_without_exact_state_resets_from_a_derived_seed(my_pz, tmp_path, 
         env = PettingZooEnv(my_pz.make_env, num_envs=4, seed=0)
         with caplog.at_level(logging.WARNING, logger="kl_alloc.rl.trainer"):
             t = Trainer.load(tmp_path / "cut" / "checkpoint.pt", env=env)
+            assert "continuation differs" not in caplog.text  # loading to evaluate: quiet
+            t.learn(32 * 4, progress=False)
         assert "continuation differs from an uninterrupted run" in caplog.text
         caplog.clear()
-        t.learn(32 * 4, progress=False)
         outcomes.append([h["mean_reward"] for h in t.history])
     assert outcomes[0] == outcomes[1] and len(outcomes[0]) == 2
     assert [h["mean_reward"] for h in full.history[2:]] != outcomes[0]  # fresh episodes
