@@ -41,118 +41,24 @@ from kl_alloc.envs.base import MultiAgentEnv
 from kl_alloc.methods import make_allocator
 from kl_alloc.rl import checkpoint as ckpt_io
 from kl_alloc.rl.allocators import Allocator
+from kl_alloc.rl.build import (
+    build_networks,
+    env_spec,
+    in_workers,
+    make_named_env,
+    torch_device,
+    wrap_parallel_env,
+)
 from kl_alloc.rl.callbacks import Callback, ProgressBar, chain
 from kl_alloc.rl.config import TrainerConfig
-from kl_alloc.rl.critic import Critic
 from kl_alloc.rl.evaluation import default_eval_seed, deterministic_returns
 from kl_alloc.rl.export import PolicyPredictor, save_policy, trainer_payload, trainer_predictor
 from kl_alloc.rl.gae import compute_gae, normalize_advantages
-from kl_alloc.rl.policies import Policy, make_policy
 from kl_alloc.rl.rollout import RolloutCollector
 from kl_alloc.rl.update import AgentBatch, SequentialUpdate, TRPOSettings
 from kl_alloc.rundir import CHECKPOINT, DONE, FORMAT_VERSION, RunWriter, write_progress_csv
 
 logger = logging.getLogger(__name__)
-
-
-def _env_spec(env: MultiAgentEnv) -> dict[str, Any] | None:
-    from kl_alloc.envs.registry import env_spec
-
-    return env_spec(env)
-
-
-def _make_env(name: str, num_workers: int = 1, **kwargs: Any) -> MultiAgentEnv:
-    """``make_env``, or its copies in ``num_workers`` worker processes when that is > 1."""
-    if num_workers > 1:
-        from kl_alloc.envs.workers import WorkerVecEnv
-
-        num_envs = kwargs.pop("num_envs", None)
-        if num_envs is None:
-            num_envs = TrainerConfig().num_envs
-        return WorkerVecEnv(name, num_workers, num_envs, **kwargs)
-    from kl_alloc.envs.registry import make_env
-
-    return make_env(name, **kwargs)
-
-
-def _in_workers(env: MultiAgentEnv, num_workers: int) -> MultiAgentEnv:
-    """The env itself with ``num_workers == 1`` (or if it already runs in workers), else its
-    copies rebuilt from the registry spec in worker processes (the given env is closed)."""
-    from kl_alloc.envs.workers import WorkerVecEnv
-
-    if num_workers <= 1 or isinstance(env, WorkerVecEnv):
-        return env
-    spec = _env_spec(env)
-    if spec is None:
-        raise ValueError(
-            f"num_workers: {type(env).__name__} was not made by make_env, so worker processes "
-            "cannot rebuild it; build it with make_env(...) or set num_workers=1"
-        )
-    workers = WorkerVecEnv.from_spec(spec, num_workers)
-    env.close()
-    return workers
-
-
-def _device(name: str) -> torch.device:
-    """The learner's torch device, checked (ValueError naming ``device``)."""
-    try:
-        device = torch.device(name)
-    except (RuntimeError, TypeError) as exc:
-        raise ValueError(f"device: {name!r} is not a torch device ({exc})") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device: {name!r} asked for, but torch.cuda.is_available() is False")
-    return device
-
-
-def _wrap_parallel_env(env: Any, config: TrainerConfig | None, seed: int) -> MultiAgentEnv:
-    """A PettingZoo ``ParallelEnv`` instance becomes a :class:`PettingZooEnv` of
-    ``config.num_envs`` deep copies of it (pass ``make_env("module:factory")`` instead to have
-    evaluation and resume rebuild it by name)."""
-    from kl_alloc.envs.pettingzoo import PettingZooEnv, is_parallel_env
-
-    if not is_parallel_env(env):
-        return env
-    n = (config or TrainerConfig()).num_envs
-    return PettingZooEnv(lambda: copy.deepcopy(env), num_envs=n, seed=seed)
-
-
-def _build_networks(
-    env: MultiAgentEnv, config: TrainerConfig, seed: int
-) -> tuple[list[Policy], Critic]:
-    """One policy per agent and the centralised critic, initialised from ``seed`` (torch's
-    global generator, forked: the caller's stream is left alone)."""
-    with torch.random.fork_rng():
-        torch.manual_seed(seed)
-        policies: list[Policy] = [
-            make_policy(
-                o,
-                spec_i,
-                hidden=config.hidden,
-                activation=config.activation,
-                init_log_std=config.init_log_std,
-                init_mean=config.init_action_mean,
-                feature_norm=config.feature_norm,
-                hidden_layer_norm=config.hidden_layer_norm,
-                std_param=config.std_param,
-                std_max=config.std_max,
-            )
-            for o, spec_i in zip(env.obs_sizes, env.action_specs, strict=True)
-        ]
-        critic = Critic(
-            env.state_size,
-            config.critic_hidden,
-            config.activation,
-            config.critic_lr,
-            config.normalize_values,
-            loss=config.critic_loss,
-            huber_delta=config.huber_delta,
-            value_clip=config.value_clip,
-            max_grad_norm=config.critic_max_grad_norm,
-            adam_eps=config.critic_adam_eps,
-            feature_norm=config.feature_norm,
-            hidden_layer_norm=config.hidden_layer_norm,
-        )
-    return policies, critic
 
 
 class Trainer:
@@ -189,16 +95,16 @@ class Trainer:
         if isinstance(env, str):
             if config is None:
                 config = TrainerConfig.for_env(env)
-            self.device = _device(config.device)
-            env = _make_env(
+            self.device = torch_device(config.device)
+            env = make_named_env(
                 env, config.num_workers, num_envs=config.num_envs, seed=seed, **config.env_kwargs
             )
-        env = _wrap_parallel_env(env, config, seed)
-        spec = _env_spec(env)
+        env = wrap_parallel_env(env, config, seed)
+        spec = env_spec(env)
         if config is None:
             config = TrainerConfig.for_env(spec["name"]) if spec else TrainerConfig()
-        self.device = _device(config.device)
-        env = _in_workers(env, config.num_workers)
+        self.device = torch_device(config.device)
+        env = in_workers(env, config.num_workers)
         self.env = env
         self.config = config
         self.algo = algo
@@ -213,7 +119,7 @@ class Trainer:
         self.n_agents = env.n_agents
         self.delta_total = config.budget(self.n_agents)
 
-        self.policies, self.critic = _build_networks(env, config, self.seed)
+        self.policies, self.critic = build_networks(env, config, self.seed)
         for net in (*self.policies, self.critic):
             net.to(self.device)
         self.generator = torch.Generator().manual_seed(self.seed)  # on the CPU, any device
@@ -451,11 +357,11 @@ class Trainer:
 
     # -- evaluation ----------------------------------------------------------------------------
     def _make_eval_env(self, episodes: int) -> MultiAgentEnv:
-        spec = _env_spec(self.env)
+        spec = env_spec(self.env)
         if spec is not None:
             kwargs = dict(spec["kwargs"])
             kwargs["num_envs"] = max(1, min(int(episodes), self.env.num_envs))
-            return _make_env(spec["name"], **kwargs)
+            return make_named_env(spec["name"], **kwargs)
         try:
             return copy.deepcopy(self.env)
         except Exception as err:
@@ -524,7 +430,7 @@ class Trainer:
         from kl_alloc import __version__
 
         env = self.env
-        spec = _env_spec(env) or {"name": type(env).__name__, "kwargs": {}}
+        spec = env_spec(env) or {"name": type(env).__name__, "kwargs": {}}
         return {
             "format": FORMAT_VERSION,
             "algo": self.algo,
@@ -602,7 +508,7 @@ class Trainer:
             "algo": self.algo,
             "seed": self.seed,
             "config": self.config.to_dict(),
-            "env_spec": _env_spec(self.env),
+            "env_spec": env_spec(self.env),
             "iteration": self.iteration,
             "env_steps": self.env_steps,
             "wall_time": self.wall_time,
@@ -710,7 +616,7 @@ class Trainer:
             if spec is None:
                 raise ValueError("env: this checkpoint's env was not made by make_env; pass env")
             num_workers = int(state["config"].get("num_workers", 1))
-            env = _make_env(spec["name"], num_workers, **spec["kwargs"])
+            env = make_named_env(spec["name"], num_workers, **spec["kwargs"])
         trainer = cls(
             env,
             state["algo"],
