@@ -94,11 +94,19 @@ def conjugate_gradient(
     b: torch.Tensor,
     iters: int = 10,
     residual_tol: float = 1e-10,
+    x0: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Approximately solve A x = b for symmetric positive-definite A, given x -> A x."""
-    x = torch.zeros_like(b)
-    r = b.clone()
-    p = b.clone()
+    """Approximately solve A x = b for symmetric positive-definite A, given x -> A x.
+
+    ``x0``: the starting point (warm start; one extra product for r_0 = b - A x0); None starts
+    at x = 0 (r_0 = b, no product)."""
+    if x0 is None:
+        x = torch.zeros_like(b)
+        r = b.clone()
+    else:
+        x = x0.detach().clone()
+        r = b - matvec(x)
+    p = r.clone()
     rr = torch.dot(r, r)
     for _ in range(iters):
         if rr <= residual_tol:
