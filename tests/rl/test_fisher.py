@@ -154,3 +154,16 @@ def test_config_fields_are_checked():
         TrainerConfig(fvp="exact")
     with pytest.raises(ValueError, match="cg_warm_iters"):
         TrainerConfig(cg_warm_iters=0)
+
+
+def test_trainer_passes_the_fields_to_the_update():
+    from kl_alloc.rl import Trainer
+
+    cfg = TrainerConfig.for_env("matrix", fvp="gauss_newton", cg_warm_iters=3)
+    trainer = Trainer("matrix", "hatrpo-w", cfg, 0)
+    assert (trainer.updater.settings.fvp, trainer.updater.settings.cg_warm_iters) == (
+        "gauss_newton",
+        3,
+    )
+    trainer.learn(2 * trainer.steps_per_iteration, progress=False)  # stateless: Hessian form
+    assert trainer.iteration == 2
