@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
 
         def solve(fvp="hessian", iters=10, warm=None, i=i):
             st = TRPOSettings(cg_iters=iters, fvp=fvp, cg_warm_iters=warm)
-            x0 = None if warm is None else d0[i].s
+            x0 = None if warm is None else d0[i]
             return SequentialUpdate(trainer.policies, None, st).direction(
                 i, batches[i], weights, None, x0=x0
             )

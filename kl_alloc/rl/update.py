@@ -185,7 +185,7 @@ class UpdateContext:
             curvature = self._curvature.get(i)
             if curvature is None:
                 curvature = self._curvature[i] = self.update.curvature(i, self.batches[i])
-            x0 = None if cached is None else cached[1].s
+            x0 = None if cached is None else cached[1]
             d = self.update.direction(i, self.batches[i], self.weights, curvature, x0=x0)
             self._directions[i] = (self._version, d)
         return self._directions[i][1]
@@ -334,13 +334,14 @@ class SequentialUpdate:
         batch: AgentBatch,
         weights: torch.Tensor,
         curvature: Curvature | None = None,
-        x0: torch.Tensor | None = None,
+        x0: Direction | None = None,
     ) -> Direction:
         """g, s = CG(F, g), s^T F s at the agent's current (old) parameters.
 
         ``curvature``: the agent's cached forward + Fisher product (None: built here; reusing
-        one gives the same numbers as building it again). ``x0``: warm start for CG, run then
-        for ``settings.cg_warm_iters`` iterations instead of ``cg_iters``."""
+        one gives the same numbers as building it again). ``x0``: the agent's earlier
+        :class:`Direction` this iteration; with ``settings.cg_warm_iters`` set, CG starts from
+        its s (r_0 = g - F s from its stored F s) and runs ``cg_warm_iters`` iterations."""
         if curvature is None:
             curvature = self.curvature(i, batch)
         surrogate = torch.mean(self._ratio(batch, curvature.dist) * weights)
@@ -350,12 +351,13 @@ class SequentialUpdate:
             return Direction(g, torch.zeros_like(g), 0.0, base)
         fvp = curvature.fvp
         st = self.settings
-        if x0 is None or st.cg_warm_iters is None:
+        if x0 is None or st.cg_warm_iters is None or not x0.sfs > 0:
             s = conjugate_gradient(fvp, g, st.cg_iters).detach()
         else:
-            s = conjugate_gradient(fvp, g, st.cg_warm_iters, x0=x0).detach()
-        sfs = float(torch.dot(s, fvp(s)))
-        return Direction(g, s, sfs, base)
+            s = conjugate_gradient(fvp, g, st.cg_warm_iters, x0=x0.s, ax0=x0.fs).detach()
+        fs = fvp(s)
+        sfs = float(torch.dot(s, fs))
+        return Direction(g, s, sfs, base, fs.detach())
 
     def step(
         self, i: int, batch: AgentBatch, weights: torch.Tensor, radius: float, direction: Direction

@@ -83,6 +83,15 @@ def test_warm_started_cg_converges_from_a_nearby_solution():
     cold = conjugate_gradient(lambda v: spd @ v, b2, iters=3)
     warm = conjugate_gradient(lambda v: spd @ v, b2, iters=3, x0=exact)
     assert (warm - exact2).norm() < 0.2 * (cold - exact2).norm()
+    # a caller that has A x0 passes it: the same iterates, one product fewer
+    calls = []
+
+    def counted(v):
+        calls.append(1)
+        return spd @ v
+
+    given = conjugate_gradient(counted, b2, iters=3, x0=exact, ax0=spd @ exact)
+    assert torch.equal(given, warm) and len(calls) == 3
     # from the exact solution it stays there
     again = conjugate_gradient(lambda v: spd @ v, b, iters=3, x0=exact)
     assert torch.allclose(again, exact, atol=1e-8)
