@@ -51,7 +51,8 @@ def parse_variant(text: str) -> tuple[str, dict[str, Any]]:
     return name, parse_set([item for item in rest.split(";") if item])
 
 
-def measure(args: argparse.Namespace) -> dict[str, Any]:
+def measure(args: argparse.Namespace, save=None) -> dict[str, Any]:
+    """Measures every agent count; ``save(result)`` after each one (partial results survive)."""
     variants = dict(parse_variant(v) for v in (args.variant or DEFAULT_VARIANTS))
     points: dict[str, Any] = {}
     for n in args.agents:
@@ -80,7 +81,9 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                 for algo, reps in rows.items()
             }
         points[str(n)] = point
-    return {"variants": {k: v for k, v in variants.items()}, "points": points}
+        if save is not None:
+            save({"variants": dict(variants), "points": points})
+    return {"variants": dict(variants), "points": points}
 
 
 def plot(result: dict[str, Any], path: Path) -> None:
@@ -128,17 +131,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--variant", action="append", help="NAME=key=value;key=value")
     parser.add_argument("--out", type=Path, default=HERE / "results")
     args = parser.parse_args(argv)
-    result = measure(args)
-    result.update(
-        command="python benchmarks/agent_overhead_curve.py " + shlex.join(sys.argv[1:]),
-        scenario=args.scenario,
-        iterations=args.iterations,
-        repeats=args.repeats,
-        load_avg=list(os.getloadavg()),
-    )
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "agent_overhead_curve.json").write_text(json.dumps(result, indent=1) + "\n")
-    plot(result, args.out / "agent_overhead_curve.png")
+
+    def save(result: dict[str, Any]) -> None:
+        result.update(
+            command="python benchmarks/agent_overhead_curve.py " + shlex.join(sys.argv[1:]),
+            scenario=args.scenario,
+            iterations=args.iterations,
+            repeats=args.repeats,
+            load_avg=list(os.getloadavg()),
+        )
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "agent_overhead_curve.json").write_text(json.dumps(result, indent=1) + "\n")
+        plot(result, args.out / "agent_overhead_curve.png")
+
+    result = measure(args, save)
     print(f"{'n':>3} {'variant':10} {'W ratio':>14} {'G ratio':>14}")
     for n, point in result["points"].items():
         for vname, rows in point.items():
