@@ -32,14 +32,14 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 
-def capture(warmup: int, seed: int):
+def capture(warmup: int, seed: int, preset: str = "default"):
     from kl_alloc.envs import make_env
     from kl_alloc.rl import Trainer, TrainerConfig
     from kl_alloc.rl.gae import normalize_advantages
     from kl_alloc.rl.update import AgentBatch
 
     torch.set_num_threads(1)
-    cfg = TrainerConfig.for_env("mamujoco", eval_every=0)
+    cfg = TrainerConfig.for_env("mamujoco", preset, eval_every=0)
     env = make_env("mamujoco", num_envs=cfg.num_envs, seed=seed, scenario="HalfCheetah",
                    agent_conf="6x1")  # fmt: skip
     trainer = Trainer(env, algo="hatrpo", config=cfg, seed=seed)
