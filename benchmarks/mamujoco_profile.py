@@ -28,7 +28,6 @@ the final parameters) lets two code versions be checked for identical numerics.
 from __future__ import annotations
 
 import argparse
-import ast
 import hashlib
 import json
 import os
@@ -50,6 +49,19 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 TASKS = {"ant-2x4": ("Ant", "2x4"), "halfcheetah-6x1": ("HalfCheetah", "6x1")}
+
+
+def task_scenario(task: str) -> tuple[str, str]:
+    """A task name -> (MaMuJoCo scenario, agent_conf): the short names of ``TASKS``, or
+    ``Scenario-conf`` for any other (e.g. ``ManySegmentSwimmer-8x1``: 8 one-joint agents)."""
+    if task in TASKS:
+        return TASKS[task]
+    scenario, sep, conf = task.rpartition("-")
+    if not sep:
+        raise ValueError(f"task: expected one of {sorted(TASKS)} or Scenario-conf, got {task!r}")
+    return scenario, conf
+
+
 ALGOS = ("hatrpo", "hatrpo-w", "hatrpo-g")
 PARTS = (
     "env_step",
@@ -102,19 +114,24 @@ def fingerprint(trainer) -> str:
     return h.hexdigest()[:16]
 
 
-def profile_run(task: str, algo: str, iterations: int, seed: int) -> dict[str, Any]:
+def profile_run(
+    task: str,
+    algo: str,
+    iterations: int,
+    seed: int,
+    preset: str = "default",
+    common: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    from kl_alloc.config import parse_set
     from kl_alloc.envs import make_env
     from kl_alloc.rl import Trainer, TrainerConfig
 
     torch.set_num_threads(1)
-    scenario, conf = TASKS[task]
+    scenario, conf = task_scenario(task)
     # "hatrpo-g:rescore=false" = a method with config overrides (Python literals)
     algo, _, extra = algo.partition(":")
-    overrides = {
-        k: ast.literal_eval(v.capitalize() if v in ("true", "false") else v)
-        for k, v in (item.split("=") for item in extra.split(";") if item)
-    }
-    cfg = TrainerConfig.for_env("mamujoco", eval_every=0, **overrides)
+    overrides = parse_set([item for item in extra.split(";") if item])
+    cfg = TrainerConfig.for_env("mamujoco", preset, eval_every=0, **{**(common or {}), **overrides})
     env = make_env("mamujoco", num_envs=cfg.num_envs, seed=seed, scenario=scenario,
                    agent_conf=conf)  # fmt: skip
     trainer = Trainer(env, algo=algo, config=cfg, seed=seed)
@@ -211,6 +228,10 @@ def compare(paths: list[Path], out: Path) -> str:
     return text
 
 
+def _spread(values: list[float]) -> str:
+    return f"{min(values):.2f}-{max(values):.2f}" if values else "-"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tasks", default=",".join(TASKS))
@@ -222,6 +243,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--iterations", type=int, default=6)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--preset", default="default", help="the mamujoco preset (default, harl)")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a config override for every method (e.g. fvp=gauss_newton, cg_warm_iters=4)",
+    )
     parser.add_argument("--label", default="")
     parser.add_argument(
         "--code", type=Path, help="import kl_alloc from this checkout (A/B another commit)"
@@ -237,6 +266,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.code is not None:
         sys.path.insert(0, str(args.code.resolve()))
+    from kl_alloc.config import parse_set
+
+    common = parse_set(args.set)
     tasks = [t for t in args.tasks.split(",") if t]
     algos = [a for a in args.algos.split(",") if a]
     import kl_alloc
@@ -247,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
         samples: dict[str, list[dict[str, Any]]] = {a: [] for a in algos}
         for rep in range(args.repeats):
             for algo in algos:
-                res = profile_run(task, algo, args.iterations, args.seed)
+                res = profile_run(task, algo, args.iterations, args.seed, args.preset, common)
                 samples[algo].append(res)
                 print(f"{task} {algo} repeat {rep}: {res['seconds']['total']:.3f} CPU s/iter "
                       f"({res['seconds']['total_wall']:.3f} wall) "
@@ -267,13 +299,24 @@ def main(argv: list[str] | None = None) -> int:
                 "share": {k: seconds[k] / seconds["total"] for k in PARTS},
                 "fingerprints": sorted({r["fingerprint"] for r in runs}),
             }
-        base = rows.get("hatrpo", {}).get("seconds_per_iter")
-        for row in rows.values():
+        for algo, row in rows.items():
+            # the baseline of "METHOD:overrides" is "hatrpo:overrides" when it was run too
+            extra = algo.partition(":")[2]
+            key = f"hatrpo:{extra}" if extra and f"hatrpo:{extra}" in rows else "hatrpo"
+            base = rows.get(key, {}).get("seconds_per_iter")
+            base_reps = rows.get(key, {}).get("seconds_per_iter_repeats")
+            row["baseline"] = key if base else None
             row["ratio_vs_hatrpo"] = row["seconds_per_iter"] / base if base else None
+            # repeats are interleaved (H, W, G, H, ...): the ratio within each repeat
+            reps = row["seconds_per_iter_repeats"]
+            row["ratio_repeats"] = (
+                [a / b for a, b in zip(reps, base_reps, strict=True)] if base_reps else []
+            )
         results[task] = rows
 
-    header = f"{'task':16} {'method':9} {'CPU s/it':>8} {'ratio':>6} " + " ".join(
-        f"{p[:10]:>10}" for p in PARTS
+    header = (
+        f"{'task':16} {'method':9} {'CPU s/it':>8} {'ratio':>6} {'ratio range':>11} "
+        + " ".join(f"{p[:10]:>10}" for p in PARTS)
     )
     print(header)
     for task, rows in results.items():
@@ -282,6 +325,7 @@ def main(argv: list[str] | None = None) -> int:
             print(
                 f"{task:16} {algo:9} {row['seconds_per_iter']:8.3f} "
                 f"{'-' if ratio is None else f'{ratio:.2f}':>6} "
+                f"{_spread(row['ratio_repeats']):>11} "
                 + " ".join(f"{100 * row['share'][p]:9.1f}%" for p in PARTS)
             )
     payload = {
@@ -291,6 +335,8 @@ def main(argv: list[str] | None = None) -> int:
         "iterations": args.iterations,
         "repeats": args.repeats,
         "seed": args.seed,
+        "preset": args.preset,
+        "set": args.set,
         "load_avg": list(os.getloadavg()),
         "python": platform.python_version(),
         "torch": torch.__version__,

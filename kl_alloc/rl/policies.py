@@ -193,6 +193,10 @@ class CategoricalPolicy(nn.Module):
                 hidden_layer_norm=hidden_layer_norm,
             )
 
+    def forward(self, obs: torch.Tensor, mask: torch.Tensor | None = None) -> Categorical:
+        """= :meth:`dist` (so ``torch.func.functional_call`` can run the policy)."""
+        return self.dist(obs, mask)
+
     def dist(self, obs: torch.Tensor, mask: torch.Tensor | None = None) -> Categorical:
         """Stateless policies return a (1, K) distribution that broadcasts over the batch;
         with a (B, K) bool ``mask`` of allowed actions, a :class:`MaskedCategorical`."""
@@ -267,6 +271,10 @@ class GaussianPolicy(nn.Module):
         if self.std_param == "exp":
             return self.log_std
         return math.log(self.std_max) + nn.functional.logsigmoid(self.std_logit)
+
+    def forward(self, obs: torch.Tensor, mask: torch.Tensor | None = None) -> DiagGaussian:
+        """= :meth:`dist` (so ``torch.func.functional_call`` can run the policy)."""
+        return self.dist(obs, mask)
 
     def dist(self, obs: torch.Tensor, mask: torch.Tensor | None = None) -> DiagGaussian:
         """``mask`` is accepted for a uniform call and ignored (continuous actions)."""

@@ -138,6 +138,8 @@ class Trainer:
                 ls_steps=config.ls_steps,
                 ls_backtrack=config.ls_backtrack,
                 accept_ratio=config.accept_ratio,
+                fvp=config.fvp,
+                cg_warm_iters=config.cg_warm_iters,
             ),
         )
         self.iteration = 0

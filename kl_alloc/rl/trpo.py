@@ -94,11 +94,20 @@ def conjugate_gradient(
     b: torch.Tensor,
     iters: int = 10,
     residual_tol: float = 1e-10,
+    x0: torch.Tensor | None = None,
+    ax0: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Approximately solve A x = b for symmetric positive-definite A, given x -> A x."""
-    x = torch.zeros_like(b)
-    r = b.clone()
-    p = b.clone()
+    """Approximately solve A x = b for symmetric positive-definite A, given x -> A x.
+
+    ``x0``: the starting point (warm start: r_0 = b - A x0, with ``ax0`` = A x0 if the caller
+    has it, else one extra product); None starts at x = 0 (r_0 = b)."""
+    if x0 is None:
+        x = torch.zeros_like(b)
+        r = b.clone()
+    else:
+        x = x0.detach().clone()
+        r = b - (matvec(x) if ax0 is None else ax0)
+    p = r.clone()
     rr = torch.dot(r, r)
     for _ in range(iters):
         if rr <= residual_tol:
@@ -144,6 +153,7 @@ class Direction:
     s: torch.Tensor  # CG(F, g) ~ F^-1 g
     sfs: float  # s^T F s
     base: float  # surrogate at theta_old
+    fs: torch.Tensor | None = None  # F s (+ damping s): a warm start from s needs no product
 
     @property
     def utility(self) -> float:

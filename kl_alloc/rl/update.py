@@ -35,12 +35,15 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
+from torch.func import functional_call
 
 from kl_alloc.rl.allocators import Allocation, AllocationSignals, Allocator, BudgetTracker
+from kl_alloc.rl.fisher import GaussNewtonFisher
 from kl_alloc.rl.policies import Categorical, DiagGaussian, Policy
 from kl_alloc.rl.trpo import (
     Direction,
@@ -63,6 +66,8 @@ class TRPOSettings:
     ls_steps: int = 10
     ls_backtrack: float = 0.8
     accept_ratio: float = 0.5
+    fvp: str = "hessian"  # "hessian" | "gauss_newton" (TrainerConfig.fvp)
+    cg_warm_iters: int | None = None  # CG iterations of a warm-started re-solve (None: off)
 
 
 @dataclass
@@ -154,6 +159,7 @@ class UpdateContext:
         self._version = 0  # bumps whenever M changes; cached directions/probes are valid within one
         self._directions: dict[int, tuple[int, Direction]] = {}
         self._probes: dict[int, tuple[int, StepOutcome]] = {}
+        self._curvature: dict[int, Curvature] = {}  # per agent, until it commits
 
     @property
     def budget(self) -> float:
@@ -171,10 +177,16 @@ class UpdateContext:
 
     # -- measurements ------------------------------------------------------------------------------
     def direction(self, i: int) -> Direction:
-        """Agent i's trust-region direction (g, s = CG(F, g), s^T F s), cached while M holds."""
+        """Agent i's trust-region direction (g, s = CG(F, g), s^T F s), cached while M holds.
+        Its forward and Fisher product are cached for the whole iteration (M-independent); with
+        ``cg_warm_iters`` set, a direction at a new M starts CG from the agent's last one."""
         cached = self._directions.get(i)
         if cached is None or cached[0] != self._version:
-            d = self.update.direction(i, self.batches[i], self.weights)
+            curvature = self._curvature.get(i)
+            if curvature is None:
+                curvature = self._curvature[i] = self.update.curvature(i, self.batches[i])
+            x0 = None if cached is None else cached[1]
+            d = self.update.direction(i, self.batches[i], self.weights, curvature, x0=x0)
             self._directions[i] = (self._version, d)
         return self._directions[i][1]
 
@@ -219,6 +231,7 @@ class UpdateContext:
             out = cached[1]  # the tentative step fits: commit it as is
         else:
             out = self.update.agent_step(self, i, radius)
+        self._curvature.pop(i, None)  # its parameters move: the cached forward is stale
         if out.accepted:
             set_flat_params(self.update.policies[i], out.params)
             ratio = out.ratio if out.ratio is not None else self.update.ratio(i, self.batches[i])
@@ -237,6 +250,45 @@ class UpdateContext:
         rec.ls_tries = out.ls_tries
         self.order.append(i)
         return out
+
+
+class Curvature:
+    """One agent's forward pass on its batch (with its autograd graph) and its Fisher-vector
+    product v -> F v + damping v, built lazily on the first :attr:`fvp` and then reused.
+
+    Both are taken at the agent's old parameters and neither depends on M (F is the Hessian of
+    mean KL(pi_old || pi_theta), the surrogate's forward is pi_theta(a|o)), so the directions an
+    agent needs as M changes (HATRPO-W's commit phase, HATRPO-G's re-probes) share one forward
+    and one Fisher graph. ``settings.fvp = "hessian"``: Pearlmutter's double backward through
+    the KL (:func:`~kl_alloc.rl.trpo.fisher_vector_product`); ``"gauss_newton"``: the same
+    matrix as J^T H_out J from per-sample Jacobians (:mod:`kl_alloc.rl.fisher`), where the
+    policy supports it (else the Hessian form).
+    """
+
+    def __init__(self, update: SequentialUpdate, i: int, batch: AgentBatch) -> None:
+        self.update, self.batch = update, batch
+        self.policy = policy = update.policies[i]
+        # the graph is built on copies of the parameters: a probe's line search writes the
+        # module's parameters in place (and restores them), which would invalidate a graph that
+        # saved them; the copies hold the same values, so every number is the same
+        names = [name for name, _ in policy.named_parameters()]
+        self.params = [p.detach().clone().requires_grad_(True) for p in policy.parameters()]
+        args = (batch.obs,) if batch.mask is None else (batch.obs, batch.mask)
+        self.dist = functional_call(policy, dict(zip(names, self.params, strict=True)), args)
+        self._fvp: Callable[[torch.Tensor], torch.Tensor] | None = None
+
+    @property
+    def fvp(self) -> Callable[[torch.Tensor], torch.Tensor]:
+        if self._fvp is None:
+            st, batch = self.update.settings, self.batch
+            if st.fvp == "gauss_newton" and GaussNewtonFisher.supports(self.policy):
+                self._fvp = GaussNewtonFisher(self.policy, batch, st.cg_damping)
+            else:
+                dist = self.dist
+                self._fvp = fisher_vector_product(
+                    lambda: SequentialUpdate._mean_kl(batch, dist), self.params, st.cg_damping
+                )
+        return self._fvp
 
 
 class SequentialUpdate:
@@ -270,22 +322,42 @@ class SequentialUpdate:
         valid = batch.valid.to(kl.dtype)
         return torch.sum(kl * valid) / torch.clamp(valid.sum(), min=1.0)
 
-    def direction(self, i: int, batch: AgentBatch, weights: torch.Tensor) -> Direction:
-        """g, s = CG(F, g), s^T F s at the agent's current (old) parameters."""
-        policy = self.policies[i]
-        params = list(policy.parameters())
-        dist = batch.dist(policy)
-        surrogate = torch.mean(self._ratio(batch, dist) * weights)
-        g = flat_grad(surrogate, params, retain_graph=True).detach()
+    def curvature(self, i: int, batch: AgentBatch) -> Curvature:
+        """Agent i's forward on its batch and (built on first use) its Fisher-vector product,
+        at its current (old) parameters. Neither depends on M, so one serves every direction of
+        the agent within an iteration (until it commits)."""
+        return Curvature(self, i, batch)
+
+    def direction(
+        self,
+        i: int,
+        batch: AgentBatch,
+        weights: torch.Tensor,
+        curvature: Curvature | None = None,
+        x0: Direction | None = None,
+    ) -> Direction:
+        """g, s = CG(F, g), s^T F s at the agent's current (old) parameters.
+
+        ``curvature``: the agent's cached forward + Fisher product (None: built here; reusing
+        one gives the same numbers as building it again). ``x0``: the agent's earlier
+        :class:`Direction` this iteration; with ``settings.cg_warm_iters`` set, CG starts from
+        its s (r_0 = g - F s from its stored F s) and runs ``cg_warm_iters`` iterations."""
+        if curvature is None:
+            curvature = self.curvature(i, batch)
+        surrogate = torch.mean(self._ratio(batch, curvature.dist) * weights)
+        g = flat_grad(surrogate, curvature.params, retain_graph=True).detach()
         base = float(surrogate.detach())
         if not torch.any(g != 0):
             return Direction(g, torch.zeros_like(g), 0.0, base)
-        fvp = fisher_vector_product(
-            lambda: self._mean_kl(batch, dist), params, self.settings.cg_damping
-        )
-        s = conjugate_gradient(fvp, g, self.settings.cg_iters).detach()
-        sfs = float(torch.dot(s, fvp(s)))
-        return Direction(g, s, sfs, base)
+        fvp = curvature.fvp
+        st = self.settings
+        if x0 is None or st.cg_warm_iters is None or not x0.sfs > 0:
+            s = conjugate_gradient(fvp, g, st.cg_iters).detach()
+        else:
+            s = conjugate_gradient(fvp, g, st.cg_warm_iters, x0=x0.s, ax0=x0.fs).detach()
+        fs = fvp(s)
+        sfs = float(torch.dot(s, fs))
+        return Direction(g, s, sfs, base, fs.detach())
 
     def step(
         self, i: int, batch: AgentBatch, weights: torch.Tensor, radius: float, direction: Direction

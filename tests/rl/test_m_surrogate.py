@@ -64,8 +64,8 @@ def run_sequential_update(policies, allocator, obs, actions, old_log_probs, adva
     gradients: dict[int, torch.Tensor] = {}
     direction = updater.direction
 
-    def spy(i, batch, weights):
-        d = direction(i, batch, weights)
+    def spy(i, batch, weights, *args, **kwargs):  # (curvature, x0: the context's caches)
+        d = direction(i, batch, weights, *args, **kwargs)
         gradients[i] = d.g.detach().clone()
         return d
 
