@@ -197,3 +197,23 @@ def test_evidence_script_writes_summary_figures_and_readme(sweep_runs, tmp_path)
     assert "29 of 30 runs finished" in text and "a/hatrpo-g/seed-4 (0.06M)" in text
     assert "HATRPO-W > HATRPO" in text
     assert evidence.control_tasks(["ant-2x4", "ant-2x4-damping", "hc"]) == {"ant-2x4-damping"}
+
+
+def test_evidence_script_before_any_run(tmp_path):
+    """A sweep whose runs have not started yet: summary.json with no runs, a README block
+    saying so (not a traceback, not the previous numbers)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "evidence.py"
+    spec = importlib.util.spec_from_file_location("evidence", path)
+    evidence = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(evidence)
+    runs, out, readme = tmp_path / "runs", tmp_path / "out", tmp_path / "README.md"
+    runs.mkdir()
+    start, end = evidence.markers()
+    readme.write_text(f"{start}\nold numbers\n{end}\n")
+    assert evidence.main(["--runs", str(runs), "--out", str(out), "--readme", str(readme)]) == 0
+    assert json.loads((out / "summary.json").read_text())["runs"] == []
+    text = readme.read_text()
+    assert "old numbers" not in text and "has started yet" in text
