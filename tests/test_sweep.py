@@ -439,7 +439,9 @@ def test_sigkill_of_the_driver_leaves_no_process_and_rerunning_finishes_it(tmp_p
 
 def test_ctrl_c_stops_the_workers_and_prints_the_command_that_continues(tmp_path):
     path = tmp_path / "s.toml"
-    path.write_text(KILL_ME)
+    # long enough that the trial cannot finish between its first progress line and the Ctrl-C
+    # (with KILL_ME's 30 iterations it once did, on a box at load ~8)
+    path.write_text(KILL_ME.replace("steps = 6000", "steps = 600000"))
     out = tmp_path / "runs"
     proc = _sweep_process(path, out)
     try:

@@ -235,18 +235,29 @@ def test_the_harl_preset_is_selectable_by_name():
 
 def test_evidence_sweep_uses_the_presets():
     """Every evidence trial's config is the mamujoco "harl" preset plus only the sweep's
-    evaluation protocol and the task's own control."""
+    evaluation protocol, its Fisher product and the task's own control; the MPE2 task is its
+    registered preset with the same protocol."""
+    from kl_alloc.envs.mpe import MPE_PRESET
     from kl_alloc.experiments.spec import load_spec
 
     spec = load_spec(ROOT / "benchmarks" / "sweeps" / "evidence.toml")
     controls = {"ant-2x4-damping": {"cg_damping"}, "ant-2x4-carry": {"carry"}}
     assert {t.task for t in spec.trials} == {
-        "ant-2x4", "halfcheetah-6x1", "ant-2x4-damping", "ant-2x4-carry", "walker2d-2x3"
+        "ant-2x4", "halfcheetah-6x1", "ant-2x4-damping", "ant-2x4-carry", "walker2d-2x3",
+        "speaker-listener",
     }  # fmt: skip
     assert {t.method for t in spec.trials if t.task == "ant-2x4-carry"} == {"hatrpo"}
     for t in spec.trials:
         kw = t.spec.env_kwargs
         config = t.spec.config()
+        assert config.fvp == "gauss_newton", t.task  # the same for every method
+        if t.task == "speaker-listener":
+            for key, value in MPE_PRESET.items():
+                if key not in ("eval_every", "eval_episodes", "checkpoint_every"):
+                    assert getattr(config, key) == value, (t.task, key)
+            assert config.eval_every * config.num_envs * config.rollout_length == 49_600
+            assert config.eval_episodes == 10
+            continue
         preset = harl_preset(kw["scenario"], kw["agent_conf"])
         for key, value in preset.items():
             if key == "eval_episodes":
