@@ -47,10 +47,11 @@ def fast_dispatcher(fn):
 def compile_variant(fn, *args) -> None:
     """Compile (or load from numba's cache) ``fn``'s variant for these arguments' types, and
     the variants of the disabled kernels it calls."""
-    for d in {id(d): d for d in [*_DISABLED, fn]}.values():
+    enabled = [fn, *(d for d in _DISABLED if d is not fn)]
+    for d in enabled:
         d._can_compile = True
     try:
         fn(*args)
     finally:
-        for d in {id(d): d for d in [*_DISABLED, fn]}.values():
+        for d in enabled:
             d._can_compile = False
