@@ -1,5 +1,6 @@
 """What every command shares: the user-error type and how errors become one line, the help
-formatter and the one-line run summary (the progress bar: :mod:`kl_alloc.rl.callbacks`)."""
+formatter, the one-line run summary (the progress bar: :mod:`kl_alloc.rl.callbacks`) and the
+logging options of ``train`` and ``sweep``."""
 
 from __future__ import annotations
 
@@ -62,3 +63,46 @@ def summary_line(trainer: Any) -> str:
     if last and last.get("return_mean") is not None:
         parts.append(f"eval return {last['return_mean']:.4g} +- {last['return_std']:.2g}")
     return ", ".join(parts)
+
+
+def add_logging_arguments(p: argparse.ArgumentParser, *, sweep: bool) -> None:
+    """``--tensorboard`` and the ``--wandb*`` options of ``train`` (``sweep=False``: one run in
+    OUT) and ``sweep`` (every trial logs, to its own run directory)."""
+    where = "each trial's RUN_DIR" if sweep else "OUT"
+    p.add_argument(
+        "--tensorboard", action="store_true", help=f"also write TensorBoard scalars to {where}/tb"
+    )
+    wb = p.add_argument_group(
+        "Weights & Biases",
+        '--wandb logs the TensorBoard scalars to W&B (pip install "kl_alloc[wandb]"), x axis '
+        f"env steps, config = the run's config.json. WANDB_MODE=offline keeps the run in "
+        f"{where}/wandb/ (no account, no network; `wandb sync` it later); continuing a run "
+        f"continues the same W&B run (its id is kept in {where}/wandb/kl_alloc_run.json)."
+        + (
+            " Each trial is one W&B run named after its run directory (task/method/...), in "
+            "a group named after the sweep, tagged with its task and method. Ray workers "
+            "need wandb installed too."
+            if sweep
+            else ""
+        ),
+    )
+    wb.add_argument("--wandb", action="store_true", help="also log the scalars to W&B")
+    wb.add_argument("--wandb-project", default="kl_alloc", help="W&B project")
+    if not sweep:
+        wb.add_argument("--wandb-name", default=None, help="W&B run name (default: OUT's name)")
+    wb.add_argument("--wandb-entity", default=None, help="W&B entity (default: wandb's own)")
+    wb.add_argument(
+        "--wandb-group",
+        default=None,
+        help="W&B group (default: the sweep's name)" if sweep else "W&B group, e.g. one per sweep",
+    )
+
+
+def wandb_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The ``--wandb-*`` options as :func:`~kl_alloc.rl.callbacks.run_loggers` keywords."""
+    return {
+        "project": args.wandb_project,
+        "name": getattr(args, "wandb_name", None),
+        "entity": args.wandb_entity,
+        "group": args.wandb_group,
+    }

@@ -6,7 +6,13 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from kl_alloc.cli.common import CLIError, Formatter, summary_line
+from kl_alloc.cli.common import (
+    CLIError,
+    Formatter,
+    add_logging_arguments,
+    summary_line,
+    wandb_options,
+)
 
 EXAMPLES = """examples:
   kl-alloc train --env matrix --algo hatrpo-w --seed 0 --out runs/matrix-w-0
@@ -93,21 +99,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument(
         "--config", metavar="FILE", default=None, help="TOML or JSON file of overrides (--set wins)"
     )
-    p.add_argument(
-        "--tensorboard", action="store_true", help="also write TensorBoard scalars to OUT/tb"
-    )
-    wb = p.add_argument_group(
-        "Weights & Biases",
-        '--wandb logs the TensorBoard scalars to W&B (pip install "kl_alloc[wandb]"), x axis '
-        "env steps, config = the run's config.json. WANDB_MODE=offline keeps the run in "
-        "OUT/wandb/ (no account, no network; `wandb sync` it later); --resume continues the "
-        "same W&B run (its id is kept in OUT/wandb/kl_alloc_run.json).",
-    )
-    wb.add_argument("--wandb", action="store_true", help="also log the scalars to W&B")
-    wb.add_argument("--wandb-project", default="kl_alloc", help="W&B project")
-    wb.add_argument("--wandb-name", default=None, help="W&B run name (default: OUT's name)")
-    wb.add_argument("--wandb-entity", default=None, help="W&B entity (default: wandb's own)")
-    wb.add_argument("--wandb-group", default=None, help="W&B group, e.g. one per sweep")
+    add_logging_arguments(p, sweep=False)
     p.add_argument(
         "--no-progress", action="store_true", help="no progress bar (log every tenth of the run)"
     )
@@ -201,40 +193,31 @@ def cmd_train(args: argparse.Namespace) -> int:
     if p.action == "finished":
         print(f"{out}: already finished ({p.steps} env steps); a larger --steps extends it")
         return 0
-    from kl_alloc.rl.callbacks import ProgressBar, TensorBoardCallback, chain
+    from kl_alloc.rl.callbacks import ProgressBar, chain, import_wandb, run_loggers
 
-    wb = _wandb_logger(args, out) if args.wandb else None  # before training: a missing wandb
+    if args.wandb:
+        import_wandb()  # before training: a missing wandb is said at once
     trainer = open_trainer(p)
-    tb = None
-    if args.tensorboard:
-        resumed = p.action == "resume"
-        tb = TensorBoardCallback(out / "tb", purge_step=trainer.env_steps + 1 if resumed else None)
-    progress = ProgressBar(
-        p.steps, trainer.env_steps, f"{trainer.algo} s{trainer.seed}", enabled=not args.no_progress
-    )
+    progress = None
+    loggers = []
     try:
-        trainer.learn(p.steps, progress=False, callback=chain(progress, tb, wb))
+        loggers = run_loggers(
+            out,
+            resumed_at=trainer.env_steps if p.action == "resume" else None,
+            tensorboard=args.tensorboard,
+            wandb=wandb_options(args) if args.wandb else None,
+        )
+        progress = ProgressBar(
+            p.steps, trainer.env_steps, f"{trainer.algo} s{trainer.seed}",
+            enabled=not args.no_progress,
+        )  # fmt: skip
+        trainer.learn(p.steps, progress=False, callback=chain(progress, *loggers))
     finally:
-        progress.close()
-        for logger in (tb, wb):
-            if logger is not None:
-                logger.close(trainer)
+        if progress is not None:
+            progress.close()
+        for logger in loggers:
+            logger.close(trainer)
         trainer.close()
     print(summary_line(trainer))
     print(f"run directory: {out}")
     return 0
-
-
-def _wandb_logger(args: argparse.Namespace, out: Path) -> Any:
-    """The --wandb logger: wandb files under OUT/wandb/, the run id kept for --resume."""
-    from kl_alloc.rl.callbacks import WandbLogger
-    from kl_alloc.rundir import WANDB_ID
-
-    return WandbLogger(
-        project=args.wandb_project,
-        name=args.wandb_name or out.name,
-        dir=out,
-        id_file=out / WANDB_ID,
-        entity=args.wandb_entity,
-        group=args.wandb_group,
-    )

@@ -43,8 +43,21 @@ def continue_command(args: argparse.Namespace) -> str:
     ):
         if value is not None:
             argv += [flag, str(value)]
-    argv += [f for f, on in (("--no-report", args.no_report), ("--no-progress", args.no_progress))
-             if on]  # fmt: skip
+    switches = (
+        ("--no-report", args.no_report),
+        ("--no-progress", args.no_progress),
+        ("--tensorboard", args.tensorboard),
+        ("--wandb", args.wandb),
+    )
+    argv += [flag for flag, on in switches if on]
+    if args.wandb:
+        for flag, value, default in (
+            ("--wandb-project", args.wandb_project, "kl_alloc"),
+            ("--wandb-entity", args.wandb_entity, None),
+            ("--wandb-group", args.wandb_group, None),
+        ):
+            if value != default:
+                argv += [flag, str(value)]
     return shlex.join(argv)
 
 
@@ -85,6 +98,16 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         for trial, state in zip(spec.trials, states, strict=True):
             print(f"  [{state:8s}] {trial.run_dir.relative_to(spec.out)}  steps={trial.steps}")
         return 0
+    wandb = None
+    if args.wandb:
+        from kl_alloc.cli.common import wandb_options
+        from kl_alloc.rl.callbacks import import_wandb
+
+        try:
+            import_wandb()  # said before any trial starts, not once per trial
+        except ImportError as exc:
+            return _error(str(exc))
+        wandb = wandb_options(args)
     args.continue_with = continue_command(args)  # printed by kl_alloc.cli on Ctrl-C / SIGTERM
     try:
         result = run_sweep(
@@ -95,6 +118,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             retries=args.retries,
             progress=not args.no_progress,
             timeout=args.timeout,
+            tensorboard=args.tensorboard,
+            wandb=wandb,
         )
     except RayMissingError as exc:
         return _error(str(exc))
@@ -214,6 +239,9 @@ def add_sweep_parser(subparsers, formatter_class=argparse.ArgumentDefaultsHelpFo
     p.add_argument("--no-report", action="store_true", help="do not write a report at the end")
     p.add_argument("--dry-run", action="store_true", help="list the trials and their state")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    from kl_alloc.cli.common import add_logging_arguments
+
+    add_logging_arguments(p, sweep=True)
     p.set_defaults(func=cmd_sweep)
     return p
 

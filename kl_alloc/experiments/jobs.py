@@ -30,12 +30,15 @@ logger = logging.getLogger(__name__)
 @dataclass
 class Job:
     """One run: ``spec`` in ``out``. ``meta`` (a sweep trial's task / method / swept values) is
-    written to ``out/trial.json`` with the code's provenance; ``name`` names its log file."""
+    written to ``out/trial.json`` with the code's provenance; ``name`` names its log file.
+    ``loggers``: :func:`~kl_alloc.rl.callbacks.run_loggers` keywords (``tensorboard``,
+    ``wandb``) for the loggers attached while it trains; None for none."""
 
     spec: RunSpec
     out: Path
     meta: dict[str, Any] | None = None
     name: str | None = None
+    loggers: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         self.out = Path(self.out)
@@ -46,12 +49,13 @@ class Job:
             "out": str(self.out),
             "meta": self.meta,
             "name": self.name,
+            "loggers": self.loggers,
         }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Job:
         return cls(RunSpec.from_json(data["spec"]), Path(data["out"]), data.get("meta"),
-                   data.get("name"))  # fmt: skip
+                   data.get("name"), data.get("loggers"))  # fmt: skip
 
 
 _COMPARED = ("env", "algo", "seed", "preset", "utility_noise", "overrides")
@@ -116,9 +120,17 @@ def run_job(data: dict[str, Any]) -> dict[str, Any]:
         (out / "error.json").unlink(missing_ok=True)
         if job.meta is not None and (p.action != "resume" or not (out / "trial.json").exists()):
             write_json_atomic(out / "trial.json", {**job.meta, "code": code})
+        loggers: list[Any] = []
         try:
-            trainer.learn(p.steps, progress=False)
+            if job.loggers:
+                from kl_alloc.rl.callbacks import run_loggers
+
+                resumed_at = trainer.env_steps if p.action == "resume" else None
+                loggers = run_loggers(out, resumed_at=resumed_at, **job.loggers)
+            trainer.learn(p.steps, progress=False, callback=_chain(loggers))
         finally:
+            for lg in loggers:
+                lg.close(trainer)
             trainer.close()
         done = json.loads((out / "done.json").read_text())
         return {
@@ -139,6 +151,14 @@ def run_job(data: dict[str, Any]) -> dict[str, Any]:
         }
         record_error(out, error)
         return error
+
+
+def _chain(loggers: list[Any]) -> Any:
+    if not loggers:
+        return None
+    from kl_alloc.rl.callbacks import chain
+
+    return chain(*loggers)
 
 
 def record_error(out: Path, error: dict[str, Any]) -> None:

@@ -295,15 +295,32 @@ def run_sweep(
     progress: bool = True,
     timeout: float | None = None,
     on_result: Callable[[dict[str, Any]], None] | None = None,
+    tensorboard: bool = False,
+    wandb: dict[str, Any] | None = None,
 ) -> RunResult:
     """Run a :class:`~kl_alloc.experiments.spec.SweepSpec`'s trials: ``executor`` defaults to
     ``ray`` with an ``address``, else ``local``. Status: ``OUT/sweep.json``; worker logs:
-    ``OUT/logs/``. ``timeout`` defaults to the sweep file's."""
+    ``OUT/logs/``. ``timeout`` defaults to the sweep file's.
+
+    ``tensorboard``: each trial writes TensorBoard scalars to its ``RUN_DIR/tb``. ``wandb``:
+    :class:`~kl_alloc.rl.callbacks.WandbLogger` keywords (project, entity, group): each trial is
+    one W&B run named after its run directory, in the group ``wandb["group"]`` (default: the
+    sweep's name), tagged with its task and method; None for no W&B."""
     executor = executor or ("ray" if address else "local")
-    jobs = [
-        Job(t.spec, t.run_dir, meta=t.meta(), name=str(t.run_dir.relative_to(spec.out)))
-        for t in spec.trials
-    ]
+
+    def loggers(t: Any, name: str) -> dict[str, Any] | None:
+        if not tensorboard and wandb is None:
+            return None
+        wb = None
+        if wandb is not None:
+            wb = {"group": spec.name} | {k: v for k, v in wandb.items() if v is not None}
+            wb |= {"name": name, "tags": [t.task, t.method]}
+        return {"tensorboard": tensorboard, "wandb": wb}
+
+    jobs = []
+    for t in spec.trials:
+        name = str(t.run_dir.relative_to(spec.out))
+        jobs.append(Job(t.spec, t.run_dir, meta=t.meta(), name=name, loggers=loggers(t, name)))
     spec.out.mkdir(parents=True, exist_ok=True)
     return run_jobs(
         jobs,

@@ -260,7 +260,7 @@ class TensorBoardCallback(ScalarLogger):
 WANDB_HINT = 'W&B logging needs wandb: pip install "kl_alloc[wandb]"'
 
 
-def _import_wandb() -> Any:
+def import_wandb() -> Any:
     try:
         import wandb
     except ImportError as exc:
@@ -318,7 +318,7 @@ class WandbLogger(ScalarLogger):
         **init_kwargs: Any,
     ) -> None:
         super().__init__(per_agent)
-        self.wandb = _import_wandb()
+        self.wandb = import_wandb()
         self.config = config
         self.id_file = None if id_file is None else Path(id_file)
         self.dir = None if dir is None else Path(dir)
@@ -357,3 +357,37 @@ class WandbLogger(ScalarLogger):
         if self.run is not None:
             self.run.finish()
             self.run = None
+
+
+# -- the loggers of one run directory --------------------------------------------------------------
+
+
+def run_loggers(
+    out: str | os.PathLike,
+    *,
+    resumed_at: int | None = None,
+    tensorboard: bool = False,
+    wandb: dict[str, Any] | None = None,
+) -> list[ScalarLogger]:
+    """The loggers ``kl-alloc train`` and a sweep trial attach to the run in ``out``.
+
+    Args:
+        out: the run directory.
+        resumed_at: the env steps the run continues from (None for a new run): TensorBoard
+            drops what was logged after them before the crash.
+        tensorboard: TensorBoard events under ``out/tb/``.
+        wandb: :class:`WandbLogger` keywords (project, name, entity, group, tags; name defaults
+            to ``out``'s name), or None for no W&B run. wandb's files go under ``out/wandb/``
+            and the W&B run id is kept there, so continuing the run continues the W&B run.
+    """
+    from kl_alloc.rundir import TB_DIR, WANDB_ID
+
+    out = Path(out)
+    loggers: list[ScalarLogger] = []
+    if wandb is not None:  # first: a missing wandb fails before TensorBoard writes anything
+        kwargs = {"name": out.name, **{k: v for k, v in wandb.items() if v is not None}}
+        loggers.append(WandbLogger(dir=out, id_file=out / WANDB_ID, **kwargs))
+    if tensorboard:
+        purge = None if resumed_at is None else resumed_at + 1
+        loggers.append(TensorBoardCallback(out / TB_DIR, purge_step=purge))
+    return loggers

@@ -107,6 +107,61 @@ def test_cli_wandb_logs_the_tensorboard_scalars(tmp_path, fake_wandb):
     assert "id" not in fake_wandb.runs[-1].kwargs
 
 
+SWEEP = """
+[sweep]
+name = "wb_sweep"
+seeds = 1
+steps = 8000
+
+[methods.hatrpo]
+[methods."hatrpo-w"]
+
+[tasks.matrix]
+env = "matrix"
+"""
+
+
+def test_sweep_wandb_makes_one_run_per_trial_and_continues_it(tmp_path, fake_wandb):
+    (tmp_path / "s.toml").write_text(SWEEP)
+    out = tmp_path / "runs"
+
+    def sweep(*extra: str) -> int:
+        return main(["sweep", str(tmp_path / "s.toml"), "--out", str(out), "--executor",
+                     "inline", "--no-report", "--no-progress", *extra])  # fmt: skip
+
+    assert sweep("--wandb", "--wandb-project", "proj", "--tensorboard") == 0
+    runs = {r.kwargs["name"]: r for r in fake_wandb.runs}
+    assert set(runs) == {"matrix/hatrpo/seed-0", "matrix/hatrpo-w/seed-0"}
+    for name, run in runs.items():
+        task, method, _ = name.split("/")
+        run_dir = out / name
+        assert run.kwargs["project"] == "proj" and run.kwargs["group"] == "wb_sweep"
+        assert run.kwargs["tags"] == [task, method] and run.kwargs["dir"] == str(run_dir)
+        assert run.kwargs["config"]["algo"] == method and run.finished
+        wb, tb = by_tag(run.logged), tensorboard_scalars(run_dir / "tb")
+        assert set(wb) == set(tb) and [s for s, _ in wb["reward/expected"]] == [4000, 8000]
+        assert json.loads((run_dir / "wandb" / "kl_alloc_run.json").read_text()) == {"id": run.id}
+    # a finished sweep starts nothing; a longer one continues each trial's own W&B run
+    assert sweep("--wandb") == 0 and len(fake_wandb.runs) == 2
+    (tmp_path / "s.toml").write_text(SWEEP.replace("steps = 8000", "steps = 12000"))
+    assert sweep("--wandb", "--wandb-group", "g2") == 0
+    for again in fake_wandb.runs[2:]:
+        first = runs[again.kwargs["name"]]
+        assert again.kwargs["id"] == first.id and again.kwargs["resume"] == "allow"
+        assert again.kwargs["group"] == "g2"
+        assert [r["env_steps"] for r in again.logged if "reward/expected" in r] == [12000]
+    assert len(fake_wandb.runs) == 4
+
+
+def test_sweep_without_wandb_refuses_before_any_trial(monkeypatch, tmp_path, capsys):
+    monkeypatch.setitem(sys.modules, "wandb", None)
+    (tmp_path / "s.toml").write_text(SWEEP)
+    code = main(["sweep", str(tmp_path / "s.toml"), "--out", str(tmp_path / "runs"),
+                 "--executor", "inline", "--wandb", "--no-progress"])  # fmt: skip
+    assert code == 2 and 'pip install "kl_alloc[wandb]"' in capsys.readouterr().err
+    assert not (tmp_path / "runs").exists()
+
+
 def test_shared_scalars_leave_out_missing_and_non_finite_values():
     record = {"env_steps": 10, "mean_reward": 0.5, "expected_reward": None, "critic_loss": np.nan,
               "time": {"rollout": 1.0}, "agents": [{"agent": 0, "kl": 0.01, "delta_alloc": 0.02,
