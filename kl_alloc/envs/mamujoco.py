@@ -60,7 +60,7 @@ from kl_alloc.envs.base import (
     check_actions,
     check_frame,
 )
-from kl_alloc.envs.mamujoco_fast import make_batch_step
+from kl_alloc.envs.mamujoco_fast import joint_obs_index, make_batch_step
 
 __all__ = ["BUILTIN_CONFIGS", "MaMuJoCoEnv"]
 
@@ -294,6 +294,10 @@ class MaMuJoCoEnv(MultiAgentEnv):
 
         # Per-agent observations: a gather from the state where that is exact, else build_obs.
         self._obs_index: list[np.ndarray] | None = self._exact_obs_index(first)
+        # else, with the batch step: a gather from the unclipped [qpos, qvel] where that is exact
+        self._joint_index = (
+            joint_obs_index(first) if self._obs_index is None and self._batch is not None else None
+        )
 
         n = self.num_envs
         self._global_action = np.zeros((n, self._act_dim), dtype=np.float64)
@@ -470,8 +474,11 @@ class MaMuJoCoEnv(MultiAgentEnv):
                     g[:, ids] = a
                 if self._batch is not None:
                     self._batch(g, state, reward, terminated)
-                    for k in range(n) if build else ():
-                        self._build_obs_row(k)
+                    if build and self._joint_index is not None:
+                        self._batch.gather(self._obs, self._joint_index)
+                    elif build:
+                        for k in range(n):
+                            self._build_obs_row(k)
                 else:
                     for k, raw in enumerate(self._raw):
                         state[k], reward[k], terminated[k], _, _ = raw.step(g[k])

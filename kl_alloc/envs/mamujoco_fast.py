@@ -42,6 +42,13 @@ global action, already clipped to the bounds), ``dt = model.opt.timestep * frame
   ``healthy = all(s_lo < [qpos, qvel][2:] < s_hi) and z_lo < z < z_hi
   and angle_lo < angle < angle_hi`` (``healthy_state_range``).
 
+Per-agent observations: where the adapter cannot gather them from the state (Walker2d, whose
+state clips joint velocities that the agents' observations do not), :func:`joint_obs_index`
+finds index arrays into the unclipped ``[qpos, qvel]`` of a copy that reproduce the package's
+``build_obs`` exactly (checked on randomised probes, as the adapter checks its state gather), and
+:meth:`BatchStep.gather` fills every agent's observations of all copies with one fancy index
+each instead of ``build_obs`` per agent and copy.
+
 Reset noise, seeding and resets are not touched: resets stay the env's own ``reset``.
 Only the exact Gymnasium classes above (not subclasses), Gymnasium versions in
 :data:`VERIFIED_GYMNASIUM`, no ``"human"`` rendering, and copies built with the same arguments
@@ -56,7 +63,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["VERIFIED_GYMNASIUM", "BatchStep", "make_batch_step"]
+__all__ = ["VERIFIED_GYMNASIUM", "BatchStep", "joint_obs_index", "make_batch_step"]
 
 #: Gymnasium versions (major.minor) whose v5 ``step`` code the formulae were read from.
 VERIFIED_GYMNASIUM = ("1.4",)
@@ -115,6 +122,13 @@ class BatchStep:
         velocity = (self.after - self.before) / dt
         ctrl_cost = self.p["_ctrl_cost_weight"] * np.sum(np.square(action), axis=1)
         self.finish(velocity, ctrl_cost, state, reward, terminated)
+
+    def gather(self, obs: list[np.ndarray], index: list[np.ndarray]) -> None:
+        """``obs[i][k] = [qpos, qvel]_k[index[i]]`` for every agent ``i`` and copy ``k`` (the
+        state of the last :meth:`__call__`; :func:`joint_obs_index` gives ``index``)."""
+        joints = np.concatenate([self.qpos, self.qvel], axis=1)
+        for out, idx in zip(obs, index, strict=True):
+            out[:] = joints[:, idx]
 
     def finish(
         self,
@@ -269,6 +283,61 @@ def _same(a: Any, b: Any) -> bool:
         return bool(np.array_equal(np.asarray(a), np.asarray(b))) and type(a) is type(b)
     except (TypeError, ValueError):
         return False
+
+
+def joint_obs_index(env: Any) -> list[np.ndarray] | None:
+    """Index arrays ``idx_i`` with ``[qpos, qvel][idx_i] == env._get_obs_agent(i)`` for every
+    agent of the MaMuJoCo parallel env ``env``, or ``None`` where its observations are not such
+    a gather (other fields, transforms).
+
+    The positions are read off a probe whose ``qpos``/``qvel`` entries are all different and
+    whose other fields the observations may read (``act``, ``cinert``, ``cvel``,
+    ``qfrc_actuator``, ``cfrc_ext``) are NaN; then three probes with every field random over six
+    orders of magnitude must give the gather exactly. The data are reset afterwards
+    (``mj_resetData`` + ``mj_forward``, what the adapter's own probe leaves).
+    """
+    import mujoco
+
+    if getattr(env, "agent_obsk", None) is None:
+        return None
+    raw = env.single_agent_env.unwrapped
+    data = raw.data
+    nq, nv = data.qpos.size, data.qvel.size
+    others = ("act", "cinert", "cvel", "qfrc_actuator", "cfrc_ext")
+    agents = range(len(env.possible_agents))
+    index: list[np.ndarray] | None = []
+    try:
+        for name in others:
+            getattr(data, name)[...] = np.nan
+        data.qpos[:] = 1.0 + np.arange(nq)
+        data.qvel[:] = -1.0 - np.arange(nv)
+        joints = np.concatenate([data.qpos, data.qvel])
+        for i in agents:
+            local = np.asarray(env._get_obs_agent(i))
+            hits = local[:, None] == joints[None, :] if local.ndim == 1 else None
+            if hits is None or local.dtype != np.float64 or not hits.any(axis=1).all():
+                index = None
+                break
+            index.append(np.argmax(hits, axis=1))
+        rng = np.random.default_rng(0)
+        for _ in range(3 if index is not None else 0):
+            for name in ("qpos", "qvel", *others):
+                field = getattr(data, name)
+                if field.size:
+                    field[...] = rng.standard_normal(field.shape) * 10.0 ** rng.uniform(
+                        -3, 3, field.shape
+                    )
+            joints = np.concatenate([data.qpos, data.qvel])
+            for i, idx in zip(agents, index, strict=True):
+                if not np.array_equal(joints[idx], np.asarray(env._get_obs_agent(i))):
+                    index = None
+                    break
+            if index is None:
+                break
+    finally:
+        mujoco.mj_resetData(raw.model, data)
+        mujoco.mj_forward(raw.model, data)
+    return index
 
 
 def make_batch_step(raws: list[Any]) -> BatchStep | None:
