@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from kl_alloc.envs.mamujoco import MaMuJoCoEnv
-from kl_alloc.envs.mamujoco_fast import VERIFIED_GYMNASIUM
+from kl_alloc.envs.mamujoco_fast import VERIFIED_GYMNASIUM, joint_obs_index
 
 pytestmark = pytest.mark.mujoco
 
@@ -51,6 +51,8 @@ def test_batch_step_equals_per_copy_step(scenario, conf, limit, extra, falls):
     fast = MaMuJoCoEnv(scenario, conf, **kwargs)
     ref = MaMuJoCoEnv(scenario, conf, batch_step=False, **kwargs)
     assert fast.batch_stepping and not ref.batch_stepping
+    # Walker2d: per-agent observations gathered from [qpos, qvel] instead of build_obs per copy
+    assert (fast._joint_index is not None) == (not fast.fast_observations)
     obs_f, state_f = fast.reset()
     obs_r, state_r = ref.reset()
     assert equal(state_f, state_r)
@@ -107,3 +109,12 @@ def test_unhandled_robots_and_settings_step_each_copy():
     assert not MaMuJoCoEnv("Ant", "2x4", num_envs=2, seed=0, backend="parallel").batch_stepping
     assert not MaMuJoCoEnv("Ant", "2x4", num_envs=2, seed=0, batch_step=False).batch_stepping
     assert MaMuJoCoEnv("Ant", "2x4", num_envs=2, seed=0).batch_stepping
+
+
+def test_joint_gather_only_where_observations_are_joint_values():
+    """Walker2d's agents observe joint positions and velocities only: a gather; Ant's agents
+    also observe contact forces: not one (the adapter gathers those from the state)."""
+    walker = MaMuJoCoEnv("Walker2d", "2x3", num_envs=1, seed=0)
+    index = joint_obs_index(walker.copies[0])
+    assert index is not None and [len(i) for i in index] == walker.obs_sizes
+    assert joint_obs_index(MaMuJoCoEnv("Ant", "2x4", num_envs=1, seed=0).copies[0]) is None
