@@ -18,7 +18,9 @@ default ``backend="fast"`` only removes per-step overhead:
   ``observation_factorization`` (one fancy index per agent for all copies at once) when that
   mapping reproduces ``build_obs`` exactly, which is checked at construction on a randomised
   probe; otherwise (Walker2d, whose state clips velocities that the local observations do not)
-  ``build_obs`` is called per copy, as the parallel env does;
+  they are gathered from the unclipped joint positions and velocities when the batch step below
+  is on and that gather is exact (also probe-checked), else ``build_obs`` is called per copy, as
+  the parallel env does;
 - each copy's MuJoCo env is stepped by :mod:`kl_alloc.envs.mamujoco_fast` where it handles the
   robot (Ant, HalfCheetah, Walker2d, Hopper of Gymnasium 1.4): the physics per copy exactly as
   Gymnasium's ``do_simulation``, then rewards, terminations and state vectors of all copies at
