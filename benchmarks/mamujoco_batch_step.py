@@ -9,8 +9,10 @@ Two measurements per task, each with ``batch_step=True`` (the default) and ``bat
 ...) so load from other processes hits both alike:
 
 - ``step``: ``env.step`` of a 20-copy ``MaMuJoCoEnv`` (``--num-envs``), ``--steps`` steps per
-  round with pre-drawn uniform actions in [-1, 1] (auto-resets included), in milliseconds per
-  call;
+  round with pre-drawn uniform actions in [-1, 1] (auto-resets included), the two settings
+  alternating every ``--chunk`` steps within a round, in milliseconds per call; ``physics``:
+  the CPU milliseconds per call spent inside ``mujoco.mj_step`` (timed in one more pass with
+  the batch step on), the floor neither setting can go under;
 - ``iteration``: one training iteration of the real :class:`~kl_alloc.rl.Trainer`, HATRPO with
   the HARL preset (``build_config("mamujoco", {"fvp": "gauss_newton", "env_kwargs": ...},
   preset="harl")``: 20 copies x 200 steps, one torch thread), ``--iterations`` iterations per
@@ -56,8 +58,31 @@ def _clock() -> tuple[float, float]:
     return time.thread_time(), time.perf_counter()
 
 
-def step_rounds(task: str, num_envs: int, steps: int, rounds: int, seed: int) -> dict[str, Any]:
-    """``env.step`` milliseconds per call (CPU and wall) per round and setting."""
+def _physics_ms(env: Any, actions: list[list[np.ndarray]]) -> float:
+    """CPU milliseconds per ``env.step`` spent inside ``mujoco.mj_step`` (the physics floor)."""
+    import mujoco
+
+    inner, spent = mujoco.mj_step, [0.0]
+
+    def timed(*args: Any, **kwargs: Any) -> None:
+        c = time.thread_time()
+        inner(*args, **kwargs)
+        spent[0] += time.thread_time() - c
+
+    mujoco.mj_step = timed
+    try:
+        for a in actions:
+            env.step(a)
+    finally:
+        mujoco.mj_step = inner
+    return 1e3 * spent[0] / len(actions)
+
+
+def step_rounds(
+    task: str, num_envs: int, steps: int, rounds: int, seed: int, chunk: int
+) -> dict[str, Any]:
+    """``env.step`` milliseconds per call (CPU and wall) per round and setting; within a round
+    the settings alternate every ``chunk`` steps (both see the same actions in the same order)."""
     from kl_alloc.envs.mamujoco import MaMuJoCoEnv
 
     scenario, conf = task_scenario(task)
@@ -75,15 +100,22 @@ def step_rounds(task: str, num_envs: int, steps: int, rounds: int, seed: int) ->
     ]
     out: dict[str, Any] = {name: {"cpu_ms": [], "wall_ms": [], "reward_sum": []} for name in envs}
     for _ in range(rounds):
-        for name, env in envs.items():
-            total = 0.0
-            c0, w0 = _clock()
-            for a in actions:
-                total += float(env.step(a).reward.sum())
-            c1, w1 = _clock()
-            out[name]["cpu_ms"].append(1e3 * (c1 - c0) / steps)
-            out[name]["wall_ms"].append(1e3 * (w1 - w0) / steps)
-            out[name]["reward_sum"].append(total)
+        cpu = dict.fromkeys(envs, 0.0)
+        wall = dict.fromkeys(envs, 0.0)
+        total = dict.fromkeys(envs, 0.0)
+        for lo in range(0, steps, chunk):
+            for name, env in envs.items():
+                c0, w0 = _clock()
+                for a in actions[lo : lo + chunk]:
+                    total[name] += float(env.step(a).reward.sum())
+                c1, w1 = _clock()
+                cpu[name] += c1 - c0
+                wall[name] += w1 - w0
+        for name in envs:
+            out[name]["cpu_ms"].append(1e3 * cpu[name] / steps)
+            out[name]["wall_ms"].append(1e3 * wall[name] / steps)
+            out[name]["reward_sum"].append(total[name])
+    out["physics_cpu_ms"] = _physics_ms(envs["on"], actions)
     out["batch_stepping"] = {name: env.batch_stepping for name, env in envs.items()}
     for env in envs.values():
         env.close()
@@ -149,6 +181,7 @@ def summarise(task: str, step: dict[str, Any], it: dict[str, Any]) -> dict[str, 
         "step_cpu_ratio": _ratio(step["on"]["cpu_ms"], step["off"]["cpu_ms"]),
         "step_wall_ratio": _ratio(step["on"]["wall_ms"], step["off"]["wall_ms"]),
         "step_same": step["on"]["reward_sum"] == step["off"]["reward_sum"],
+        "step_physics_cpu_ms": step["physics_cpu_ms"],
         "iter_cpu_s": {n: med(it[n]["cpu_s"]) for n in SETTINGS},
         "iter_wall_s": {n: med(it[n]["wall_s"]) for n in SETTINGS},
         "iter_env_cpu_s": {n: med(it[n]["env_cpu_s"]) for n in SETTINGS},
@@ -161,7 +194,8 @@ def summarise(task: str, step: dict[str, Any], it: dict[str, Any]) -> dict[str, 
 
 def table(rows: dict[str, dict[str, Any]]) -> str:
     head = (
-        f"{'task':16} {'step CPU ms on/off':>19} {'ratio (range)':>18} {'wall':>5} {'same':>4} | "
+        f"{'task':16} {'step CPU ms on/off':>19} {'ratio (range)':>18} {'wall':>5} "
+        f"{'physics':>7} {'same':>4} | "
         f"{'iter CPU s on/off':>17} {'ratio (range)':>18} {'wall':>5} "
         f"{'env CPU s on/off':>16} {'same':>4}"
     )
@@ -171,7 +205,8 @@ def table(rows: dict[str, dict[str, Any]]) -> str:
         lines.append(
             f"{task:16} {r['step_cpu_ms']['on']:8.2f} / {r['step_cpu_ms']['off']:7.2f} "
             f"{sr['median']:6.3f} ({sr['min']:.2f}-{sr['max']:.2f}) "
-            f"{r['step_wall_ratio']['median']:5.2f} {'yes' if r['step_same'] else 'NO':>4} | "
+            f"{r['step_wall_ratio']['median']:5.2f} {r['step_physics_cpu_ms']:7.2f} "
+            f"{'yes' if r['step_same'] else 'NO':>4} | "
             f"{r['iter_cpu_s']['on']:7.3f} / {r['iter_cpu_s']['off']:7.3f} "
             f"{ir['median']:6.3f} ({ir['min']:.2f}-{ir['max']:.2f}) "
             f"{r['iter_wall_ratio']['median']:5.2f} "
@@ -186,8 +221,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tasks", default="ant-2x4,halfcheetah-6x1,Walker2d-2x3")
     parser.add_argument("--num-envs", type=int, default=20)
     parser.add_argument("--steps", type=int, default=200, help="env.step calls per round")
-    parser.add_argument("--iterations", type=int, default=2, help="iterations per round")
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--chunk", type=int, default=10, help="steps between on/off switches")
+    parser.add_argument("--iterations", type=int, default=1, help="iterations per round")
+    parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--json", type=Path, help="write the results here (e.g. benchmarks/results/)"
@@ -198,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
     raw: dict[str, Any] = {}
     rows: dict[str, Any] = {}
     for task in [t for t in args.tasks.split(",") if t]:
-        step = step_rounds(task, args.num_envs, args.steps, args.rounds, args.seed)
+        step = step_rounds(task, args.num_envs, args.steps, args.rounds, args.seed, args.chunk)
         it = iteration_rounds(task, args.iterations, args.rounds, args.seed)
         raw[task] = {"step": step, "iteration": it}
         rows[task] = summarise(task, step, it)
@@ -210,6 +246,7 @@ def main(argv: list[str] | None = None) -> int:
             "command": "python benchmarks/mamujoco_batch_step.py " + shlex.join(sys.argv[1:]),
             "num_envs": args.num_envs,
             "steps": args.steps,
+            "chunk": args.chunk,
             "iterations": args.iterations,
             "rounds": args.rounds,
             "seed": args.seed,
