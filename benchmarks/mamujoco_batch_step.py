@@ -11,8 +11,8 @@ Two measurements per task, each with ``batch_step=True`` (the default) and ``bat
 - ``step``: ``env.step`` of a 20-copy ``MaMuJoCoEnv`` (``--num-envs``), ``--steps`` steps per
   round with pre-drawn uniform actions in [-1, 1] (auto-resets included), the two settings
   alternating every ``--chunk`` steps within a round, in milliseconds per call; ``physics``:
-  the CPU milliseconds per call spent inside ``mujoco.mj_step`` (timed in one more pass with
-  the batch step on), the floor neither setting can go under;
+  the CPU milliseconds per call spent inside ``mujoco.mj_step`` (timed in the same calls), the
+  floor neither setting can go under;
 - ``iteration``: one training iteration of the real :class:`~kl_alloc.rl.Trainer`, HATRPO with
   the HARL preset (``build_config("mamujoco", {"fvp": "gauss_newton", "env_kwargs": ...},
   preset="harl")``: 20 copies x 200 steps, one torch thread), ``--iterations`` iterations per
@@ -58,24 +58,31 @@ def _clock() -> tuple[float, float]:
     return time.thread_time(), time.perf_counter()
 
 
-def _physics_ms(env: Any, actions: list[list[np.ndarray]]) -> float:
-    """CPU milliseconds per ``env.step`` spent inside ``mujoco.mj_step`` (the physics floor)."""
-    import mujoco
+class _PhysicsTimer:
+    """Wraps ``mujoco.mj_step`` (both settings call it through the module attribute): the thread
+    CPU seconds spent inside it since the last :meth:`take`. The wrapper costs both settings
+    the same (two clock reads per call), which pulls the on/off ratio slightly towards 1."""
 
-    inner, spent = mujoco.mj_step, [0.0]
+    def __init__(self) -> None:
+        import mujoco
 
-    def timed(*args: Any, **kwargs: Any) -> None:
+        self.module, self.inner, self.seconds = mujoco, mujoco.mj_step, 0.0
+
+    def __call__(self, *args: Any, **kwargs: Any) -> None:
         c = time.thread_time()
-        inner(*args, **kwargs)
-        spent[0] += time.thread_time() - c
+        self.inner(*args, **kwargs)
+        self.seconds += time.thread_time() - c
 
-    mujoco.mj_step = timed
-    try:
-        for a in actions:
-            env.step(a)
-    finally:
-        mujoco.mj_step = inner
-    return 1e3 * spent[0] / len(actions)
+    def __enter__(self) -> _PhysicsTimer:
+        self.module.mj_step = self
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.module.mj_step = self.inner
+
+    def take(self) -> float:
+        out, self.seconds = self.seconds, 0.0
+        return out
 
 
 def step_rounds(
@@ -98,24 +105,25 @@ def step_rounds(
         [rng.uniform(-1, 1, (num_envs, s.dim)).astype(np.float32) for s in specs]
         for _ in range(steps)
     ]
-    out: dict[str, Any] = {name: {"cpu_ms": [], "wall_ms": [], "reward_sum": []} for name in envs}
-    for _ in range(rounds):
-        cpu = dict.fromkeys(envs, 0.0)
-        wall = dict.fromkeys(envs, 0.0)
-        total = dict.fromkeys(envs, 0.0)
-        for lo in range(0, steps, chunk):
-            for name, env in envs.items():
-                c0, w0 = _clock()
-                for a in actions[lo : lo + chunk]:
-                    total[name] += float(env.step(a).reward.sum())
-                c1, w1 = _clock()
-                cpu[name] += c1 - c0
-                wall[name] += w1 - w0
-        for name in envs:
-            out[name]["cpu_ms"].append(1e3 * cpu[name] / steps)
-            out[name]["wall_ms"].append(1e3 * wall[name] / steps)
-            out[name]["reward_sum"].append(total[name])
-    out["physics_cpu_ms"] = _physics_ms(envs["on"], actions)
+    keys = ("cpu_ms", "wall_ms", "physics_cpu_ms", "reward_sum")
+    out: dict[str, Any] = {name: {key: [] for key in keys} for name in envs}
+    with _PhysicsTimer() as physics:
+        for _ in range(rounds):
+            sums = {name: dict.fromkeys(keys, 0.0) for name in envs}
+            for lo in range(0, steps, chunk):
+                for name, env in envs.items():
+                    row = sums[name]
+                    physics.take()
+                    c0, w0 = _clock()
+                    for a in actions[lo : lo + chunk]:
+                        row["reward_sum"] += float(env.step(a).reward.sum())
+                    c1, w1 = _clock()
+                    row["cpu_ms"] += 1e3 * (c1 - c0) / steps
+                    row["wall_ms"] += 1e3 * (w1 - w0) / steps
+                    row["physics_cpu_ms"] += 1e3 * physics.take() / steps
+            for name in envs:
+                for key in keys:
+                    out[name][key].append(sums[name][key])
     out["batch_stepping"] = {name: env.batch_stepping for name, env in envs.items()}
     for env in envs.values():
         env.close()
@@ -181,7 +189,7 @@ def summarise(task: str, step: dict[str, Any], it: dict[str, Any]) -> dict[str, 
         "step_cpu_ratio": _ratio(step["on"]["cpu_ms"], step["off"]["cpu_ms"]),
         "step_wall_ratio": _ratio(step["on"]["wall_ms"], step["off"]["wall_ms"]),
         "step_same": step["on"]["reward_sum"] == step["off"]["reward_sum"],
-        "step_physics_cpu_ms": step["physics_cpu_ms"],
+        "step_physics_cpu_ms": {n: med(step[n]["physics_cpu_ms"]) for n in SETTINGS},
         "iter_cpu_s": {n: med(it[n]["cpu_s"]) for n in SETTINGS},
         "iter_wall_s": {n: med(it[n]["wall_s"]) for n in SETTINGS},
         "iter_env_cpu_s": {n: med(it[n]["env_cpu_s"]) for n in SETTINGS},
@@ -195,7 +203,7 @@ def summarise(task: str, step: dict[str, Any], it: dict[str, Any]) -> dict[str, 
 def table(rows: dict[str, dict[str, Any]]) -> str:
     head = (
         f"{'task':16} {'step CPU ms on/off':>19} {'ratio (range)':>18} {'wall':>5} "
-        f"{'physics':>7} {'same':>4} | "
+        f"{'physics on/off':>11} {'same':>4} | "
         f"{'iter CPU s on/off':>17} {'ratio (range)':>18} {'wall':>5} "
         f"{'env CPU s on/off':>16} {'same':>4}"
     )
@@ -205,7 +213,8 @@ def table(rows: dict[str, dict[str, Any]]) -> str:
         lines.append(
             f"{task:16} {r['step_cpu_ms']['on']:8.2f} / {r['step_cpu_ms']['off']:7.2f} "
             f"{sr['median']:6.3f} ({sr['min']:.2f}-{sr['max']:.2f}) "
-            f"{r['step_wall_ratio']['median']:5.2f} {r['step_physics_cpu_ms']:7.2f} "
+            f"{r['step_wall_ratio']['median']:5.2f} "
+            f"{r['step_physics_cpu_ms']['on']:5.2f}/{r['step_physics_cpu_ms']['off']:5.2f} "
             f"{'yes' if r['step_same'] else 'NO':>4} | "
             f"{r['iter_cpu_s']['on']:7.3f} / {r['iter_cpu_s']['off']:7.3f} "
             f"{ir['median']:6.3f} ({ir['min']:.2f}-{ir['max']:.2f}) "
