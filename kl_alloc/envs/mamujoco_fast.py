@@ -117,6 +117,7 @@ class BatchStep:
     ) -> None:
         """Step every copy with ``action[k]`` (float64, ``(n, nu)``); write the observation
         (cast to ``state``'s dtype), reward and termination of copy ``k`` into row ``k``."""
+        action = np.ascontiguousarray(action)  # row sums = the 1-D sums (contiguous rows)
         self.simulate(action)
         dt = self._raw0.dt
         velocity = (self.after - self.before) / dt
