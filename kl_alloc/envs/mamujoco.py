@@ -18,7 +18,14 @@ default ``backend="fast"`` only removes per-step overhead:
   ``observation_factorization`` (one fancy index per agent for all copies at once) when that
   mapping reproduces ``build_obs`` exactly, which is checked at construction on a randomised
   probe; otherwise (Walker2d, whose state clips velocities that the local observations do not)
-  ``build_obs`` is called per copy, as the parallel env does;
+  they are gathered from the unclipped joint positions and velocities when the batch step below
+  is on and that gather is exact (also probe-checked), else ``build_obs`` is called per copy, as
+  the parallel env does;
+- each copy's MuJoCo env is stepped by :mod:`kl_alloc.envs.mamujoco_fast` where it handles the
+  robot (Ant, HalfCheetah, Walker2d, Hopper of Gymnasium 1.4): the physics per copy exactly as
+  Gymnasium's ``do_simulation``, then rewards, terminations and state vectors of all copies at
+  once in numpy, bit for bit what each copy's own ``step`` returns; ``batch_step=False`` (or
+  any other robot or setting) calls each copy's ``step`` instead;
 - the episode step counter lives here: reaching ``max_episode_steps`` is *truncation*, the robot
   falling over (the env's own unhealthy check) is *termination*; if both happen on the same step,
   termination wins (no bootstrap).
@@ -55,6 +62,7 @@ from kl_alloc.envs.base import (
     check_actions,
     check_frame,
 )
+from kl_alloc.envs.mamujoco_fast import joint_obs_index, make_batch_step
 
 __all__ = ["BUILTIN_CONFIGS", "MaMuJoCoEnv"]
 
@@ -202,6 +210,11 @@ class MaMuJoCoEnv(MultiAgentEnv):
             and give the same numbers (worker processes, :mod:`kl_alloc.envs.workers`).
         render_mode: ``None`` (default) or ``"rgb_array"``: :meth:`render_frame` draws a copy
             (see the module docstring).
+        batch_step: ``True`` (default): with ``backend="fast"``, step the copies through
+            :func:`kl_alloc.envs.mamujoco_fast.make_batch_step` when it handles the robot
+            (rewards, terminations and observations of all copies at once; the same numbers);
+            ``False``: call each copy's Gymnasium ``step`` (the reference the batch step is
+            tested against). :attr:`batch_stepping` tells which one is in use.
         **kwargs: passed to ``parallel_env`` (``agent_obsk``, ``agent_factorization``,
             ``local_categories``, ``global_categories``) and through it to the single-agent
             Gymnasium env (``ctrl_cost_weight`` and so on).
@@ -221,6 +234,7 @@ class MaMuJoCoEnv(MultiAgentEnv):
         backend: str = "fast",
         copy_offset: int = 0,
         render_mode: str | None = None,
+        batch_step: bool = True,
         **kwargs: Any,
     ) -> None:
         if int(copy_offset) < 0:
@@ -264,6 +278,7 @@ class MaMuJoCoEnv(MultiAgentEnv):
         self._warnings = MujocoWarningsToLog(logging.WARNING)
         first = self.copies[0]
         self._raw = [c.single_agent_env.unwrapped for c in self.copies]
+        self._batch = make_batch_step(self._raw) if batch_step and backend == "fast" else None
         self.render_fps = float(self._raw[0].metadata.get("render_fps") or 1.0 / self._raw[0].dt)
         if render_mode is not None:
             for raw in self._raw:  # read when the GL context is made (first frame)
@@ -281,6 +296,10 @@ class MaMuJoCoEnv(MultiAgentEnv):
 
         # Per-agent observations: a gather from the state where that is exact, else build_obs.
         self._obs_index: list[np.ndarray] | None = self._exact_obs_index(first)
+        # else, with the batch step: a gather from the unclipped [qpos, qvel] where that is exact
+        self._joint_index = (
+            joint_obs_index(first) if self._obs_index is None and self._batch is not None else None
+        )
 
         n = self.num_envs
         self._global_action = np.zeros((n, self._act_dim), dtype=np.float64)
@@ -362,6 +381,12 @@ class MaMuJoCoEnv(MultiAgentEnv):
             )
             return None
         return index
+
+    @property
+    def batch_stepping(self) -> bool:
+        """Whether :meth:`step` uses :mod:`kl_alloc.envs.mamujoco_fast` (else each copy's
+        Gymnasium ``step``)."""
+        return self._batch is not None
 
     @property
     def fast_observations(self) -> bool:
@@ -449,10 +474,18 @@ class MaMuJoCoEnv(MultiAgentEnv):
                 g = self._global_action
                 for ids, a in zip(self._act_ids, clipped, strict=True):
                     g[:, ids] = a
-                for k, raw in enumerate(self._raw):
-                    state[k], reward[k], terminated[k], _, _ = raw.step(g[k])
-                    if build:
-                        self._build_obs_row(k)
+                if self._batch is not None:
+                    self._batch(g, state, reward, terminated)
+                    if build and self._joint_index is not None:
+                        self._batch.gather(self._obs, self._joint_index)
+                    elif build:
+                        for k in range(n):
+                            self._build_obs_row(k)
+                else:
+                    for k, raw in enumerate(self._raw):
+                        state[k], reward[k], terminated[k], _, _ = raw.step(g[k])
+                        if build:
+                            self._build_obs_row(k)
                 self._elapsed += 1
                 time_up = self._elapsed >= self.max_episode_steps
 
