@@ -26,6 +26,7 @@ import argparse
 import json
 import logging
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -73,8 +74,9 @@ def status_line(runs: list[dict[str, Any]]) -> str:
         return f"{r['task']}/{r['method']}/seed-{r['seed']}"
 
     line = f"{len(done)} of {len(runs)} runs finished"
-    if done:
-        line += ": " + ", ".join(name(r) for r in done)
+    if done:  # per task and method (the names of 72 runs are no reading)
+        counts = Counter((r["task"], r["method"]) for r in done)
+        line += " (" + ", ".join(f"{t}/{m}: {c}" for (t, m), c in sorted(counts.items())) + ")"
     if todo:
         line += "; not finished (steps reached): " + ", ".join(
             f"{name(r)} ({r['env_steps'] / 1e6:.2f}M)" for r in todo
