@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import json
 import math
+import warnings
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 rliable = pytest.importorskip("rliable")
 from rliable import metrics as rl_metrics  # noqa: E402
@@ -83,6 +86,34 @@ def test_iqm_poi_profile_against_numpy_and_rliable():
     assert all(
         lo <= v <= hi for lo, v, hi in zip(prof["lo"], prof["value"], prof["hi"], strict=True)
     )
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.integers(1, 9),
+    st.integers(1, 9),
+    st.integers(1, 4),
+    st.integers(0, 2**32 - 1),
+    st.sampled_from(["normal", "ties", "nan", "equal"]),
+)
+def test_numpy_statistics_are_rliables_bit_for_bit(n, m, tasks, seed, kind):
+    """The per-resample statistics (numpy) give rliable's values exactly: the bootstrap
+    intervals are the ones rliable's own functions would give."""
+    rng = np.random.default_rng(seed)
+    if kind == "ties":  # few distinct values: ties within and across methods
+        x, y = rng.integers(0, 3, (n, tasks)) * 0.5, rng.integers(0, 3, (m, tasks)) * 0.5
+    else:
+        x, y = rng.normal(0, 1, (n, tasks)), rng.normal(0.3, 1, (m, tasks))
+    if kind == "nan":
+        x[rng.integers(n), rng.integers(tasks)] = np.nan
+    if kind == "equal":
+        y = x.copy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        want_iqm = float(rl_metrics.aggregate_iqm(x))
+        want_poi = float(rl_metrics.probability_of_improvement(x, y))
+    np.testing.assert_array_equal(robust.aggregate_iqm(x), want_iqm)
+    np.testing.assert_array_equal(robust.aggregate_poi(x, y), want_poi)
 
 
 def test_variance_ratio_and_normalisation():

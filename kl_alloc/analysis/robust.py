@@ -132,21 +132,56 @@ def _estimate(scores: Any, func, resamples: int, seed: int) -> dict[str, float]:
     return {"value": float(np.ravel(point["x"])[0]), "lo": float(lo), "hi": float(hi)}
 
 
+# The two statistics evaluated once per bootstrap resample, in numpy: rliable's own
+# (``aggregate_iqm`` through scipy's ``trim_mean``, ``probability_of_improvement`` through one
+# ``mannwhitneyu`` per task) cost ~0.5 and ~5 ms a call in scipy's argument handling, i.e.
+# minutes per interval at 10,000 resamples. These give the same bits (tested against rliable's,
+# ties and NaN included): the same partition and mean as ``trim_mean``, and the Mann-Whitney U
+# as the count of pairs x > y plus half the ties, which equals the rank-sum form exactly.
+
+
+def aggregate_iqm(scores: np.ndarray) -> float:
+    """rliable's ``aggregate_iqm``: ``scipy.stats.trim_mean(scores, 0.25, axis=None)``."""
+    a = np.asarray(scores, np.float64).ravel()
+    if not a.size or np.isnan(a).any():
+        return math.nan
+    low = int(0.25 * a.size)
+    high = a.size - low
+    return float(np.mean(np.partition(a, (low, high - 1))[low:high]))
+
+
+def aggregate_poi(scores_x: np.ndarray, scores_y: np.ndarray) -> float:
+    """rliable's ``probability_of_improvement``: per task ``(#{x > y} + #{x = y} / 2) / (n m)``
+    over all pairs of runs (0.5 for identical columns), averaged over tasks."""
+    n, m = scores_x.shape[0], scores_y.shape[0]
+    per_task = []
+    for task in range(scores_x.shape[1]):
+        x, y = scores_x[:, task], scores_y[:, task]
+        if np.array_equal(x, y):
+            per_task.append(0.5)
+        elif np.isnan(x).any() or np.isnan(y).any():
+            per_task.append(math.nan)
+        else:
+            d = x[:, None] - y[None, :]
+            u = float(np.count_nonzero(d > 0)) + 0.5 * float(np.count_nonzero(d == 0))
+            per_task.append(u / (n * m))
+    return float(np.mean(per_task))
+
+
 def iqm(scores: Any) -> float:
     """Interquartile mean of all entries (rliable's ``aggregate_iqm``)."""
-    _, metrics = require_rliable()
-    return float(metrics.aggregate_iqm(_matrix(scores)))
+    return aggregate_iqm(_matrix(scores))
 
 
 def iqm_interval(scores: Any, resamples: int = RESAMPLES, seed: int = 0) -> dict[str, float]:
     """IQM of a ``(runs, tasks)`` matrix (or one task's runs) with its 95% interval."""
-    _, metrics = require_rliable()
+    require_rliable()
     m = _matrix(scores)
     if m.shape[0] == 0:
         return _nan_interval()
     if m.shape[0] == 1:
-        return _nan_interval(float(metrics.aggregate_iqm(m)))
-    return _estimate(m, metrics.aggregate_iqm, resamples, seed)
+        return _nan_interval(aggregate_iqm(m))
+    return _estimate(m, aggregate_iqm, resamples, seed)
 
 
 def probability_of_improvement(
@@ -154,16 +189,16 @@ def probability_of_improvement(
 ) -> dict[str, float]:
     """P(X > Y) of two ``(runs, tasks)`` matrices (same tasks, any run counts), with its 95%
     interval (independent stratified bootstrap)."""
-    _, metrics = require_rliable()
+    require_rliable()
     a, b = _matrix(x), _matrix(y)
     if a.shape[1] != b.shape[1]:
         raise ValueError(f"x, y: different task counts ({a.shape[1]} and {b.shape[1]})")
     if min(a.shape[0], b.shape[0]) == 0:
         return _nan_interval()
-    point = float(metrics.probability_of_improvement(a, b))
+    point = aggregate_poi(a, b)
     if min(a.shape[0], b.shape[0]) < 2:
         return _nan_interval(point)
-    out = _estimate((a, b), metrics.probability_of_improvement, resamples, seed)
+    out = _estimate((a, b), aggregate_poi, resamples, seed)
     return out | {"value": point}
 
 
