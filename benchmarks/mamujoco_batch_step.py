@@ -29,7 +29,6 @@ trained parameters after the timed iterations.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import shlex
@@ -49,6 +48,7 @@ for _path in (ROOT, ROOT / "benchmarks"):
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from _runner import write_json  # noqa: E402
 from mamujoco_profile import Timers, fingerprint, task_scenario  # noqa: E402
 
 SETTINGS = {"on": True, "off": False}
@@ -266,8 +266,7 @@ def main(argv: list[str] | None = None) -> int:
             "summary": rows,
             "rounds_raw": raw,
         }
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(payload, indent=1) + "\n")
+        write_json(args.json, payload)
     return 0
 
 

@@ -120,14 +120,14 @@ def run_job(data: dict[str, Any]) -> dict[str, Any]:
         (out / "error.json").unlink(missing_ok=True)
         if job.meta is not None and (p.action != "resume" or not (out / "trial.json").exists()):
             write_json_atomic(out / "trial.json", {**job.meta, "code": code})
+        from kl_alloc.rl.callbacks import chain, run_loggers
+
         loggers: list[Any] = []
         try:
             if job.loggers:
-                from kl_alloc.rl.callbacks import run_loggers
-
                 resumed_at = trainer.env_steps if p.action == "resume" else None
                 loggers = run_loggers(out, resumed_at=resumed_at, **job.loggers)
-            trainer.learn(p.steps, progress=False, callback=_chain(loggers))
+            trainer.learn(p.steps, progress=False, callback=chain(*loggers))
         finally:
             for lg in loggers:
                 lg.close(trainer)
@@ -151,14 +151,6 @@ def run_job(data: dict[str, Any]) -> dict[str, Any]:
         }
         record_error(out, error)
         return error
-
-
-def _chain(loggers: list[Any]) -> Any:
-    if not loggers:
-        return None
-    from kl_alloc.rl.callbacks import chain
-
-    return chain(*loggers)
 
 
 def record_error(out: Path, error: dict[str, Any]) -> None:
