@@ -227,6 +227,12 @@ def test_evidence_script_writes_summary_figures_and_readme(sweep_runs, tmp_path)
     assert "evidence.py --runs" in text and "--marker own-envs" in text  # how to regenerate it
     assert "29 of 30 runs finished" in text and "a/hatrpo-g/seed-4 (0.06M)" in text
     assert "HATRPO-W > HATRPO" in text
+    # with the sweep's sweep.json: the trial count it plans, and how many have not started
+    (sweep_runs / "sweep.json").write_text(json.dumps({"sweep": {"trials": 36}}))
+    assert evidence.main([*argv, "--resamples", "50"]) == 0
+    text = readme.read_text()
+    assert "29 of 36 trials finished" in text and "; 6 not started." in text
+    assert json.loads((out / "summary.json").read_text())["planned_trials"] == 36
     assert evidence.control_tasks(["ant-2x4", "ant-2x4-damping", "hc"]) == {"ant-2x4-damping"}
 
 
