@@ -10,7 +10,7 @@ import pytest
 
 from kl_alloc.analysis.metrics import bootstrap_improvement, bootstrap_mean_ci
 from kl_alloc.analysis.report import build_report, make_report, summarize_runs
-from kl_alloc.experiments.commands import main as commands_main
+from kl_alloc.cli import main as cli_main
 from kl_alloc.rl import Trainer, TrainerConfig
 
 
@@ -92,10 +92,10 @@ def test_make_report_writes_markdown_json_and_figures(runs, tmp_path):
 
 
 def test_report_command(runs, tmp_path, capsys):
-    code = commands_main(
+    code = cli_main(
         ["report", str(runs), "--out", str(tmp_path / "r"), "--resamples", "100", "--no-heatmaps"]
     )
     assert code == 0
     assert "final expected_reward" in capsys.readouterr().out
     assert not (tmp_path / "r" / "allocation.png").exists()
-    assert commands_main(["report", str(tmp_path / "missing")]) == 2
+    assert cli_main(["report", str(tmp_path / "missing")]) == 2

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from kl_alloc.experiments.commands import main as commands_main
+from kl_alloc.cli import main as cli_main
 from kl_alloc.experiments.runner import Job, job_state, run_job, run_jobs, run_sweep
 from kl_alloc.experiments.spec import SpecError, load_spec, parse_spec
 from kl_alloc.rl.allocators import AllocationSignals, GreedyAllocator, WaterFillAllocator
@@ -463,14 +463,14 @@ def test_sweep_ray_executor_without_ray_says_how_to_install(tmp_path, monkeypatc
     path.write_text(TINY)
     monkeypatch.setitem(sys.modules, "ray", None)
     args = ["sweep", str(path), "--out", str(tmp_path / "r"), "--no-progress", "--executor", "ray"]
-    assert commands_main(args) == 2
+    assert cli_main(args) == 2
     assert 'pip install "kl_alloc[ray]"' in capsys.readouterr().err
 
 
 def test_sweep_bad_file_exit_code(tmp_path, capsys):
     path = tmp_path / "s.toml"
     path.write_text("[sweep]\nsteps = 1\nwat = 2\n[tasks.m]\nenv = 'matrix'\n")
-    assert commands_main(["sweep", str(path)]) == 2
+    assert cli_main(["sweep", str(path)]) == 2
     assert "'wat'" in capsys.readouterr().err
 
 
@@ -491,7 +491,7 @@ def test_ray_executor_runs_module_attr_methods_in_its_workers_and_fails_one(
     path.write_text(text)
     args = ["sweep", str(path), "--out", str(tmp_path / "runs"), "--executor", "ray",
             "--workers", "1", "--no-progress", "--report", str(tmp_path / "report")]  # fmt: skip
-    assert commands_main(args) == 1  # the broken task fails, the plug-in trial finishes
+    assert cli_main(args) == 1  # the broken task fails, the plug-in trial finishes
     out = capsys.readouterr()
     assert "done 1, skipped 0 (already finished), failed 1" in out.out
     assert "action_counts" in out.err
@@ -506,13 +506,13 @@ def test_dry_run_lists_trials_and_filters(tmp_path, capsys):
     path = tmp_path / "s.toml"
     path.write_text(TINY)
     out = str(tmp_path / "r")
-    assert commands_main(["sweep", str(path), "--out", out, "--dry-run"]) == 0
+    assert cli_main(["sweep", str(path), "--out", out, "--dry-run"]) == 0
     text = capsys.readouterr().out
     assert "4 trials (4 to run, 0 finished)" in text and "[new     ] matrix/hatrpo/seed-0" in text
     args = ["sweep", str(path), "--out", out, "--dry-run", "--methods", "hatrpo-*"]
-    assert commands_main(args) == 0
+    assert cli_main(args) == 0
     assert "2 trials" in capsys.readouterr().out
-    assert commands_main([*args[:-1], "nothing"]) == 2
+    assert cli_main([*args[:-1], "nothing"]) == 2
 
 
 def test_status_eta_past_a_day_is_not_wrapped(caplog):

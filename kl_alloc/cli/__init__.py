@@ -27,7 +27,7 @@ from kl_alloc.cli.common import CLIError, Formatter
 logger = logging.getLogger("kl_alloc.cli")
 
 #: the command modules, in --help order; each has add_parser(subparsers)
-COMMANDS = ("train", "evaluate", "export", "plot", "demo", "config")
+COMMANDS = ("train", "evaluate", "export", "plot", "demo", "config", "sweep", "report")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -55,10 +55,6 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMANDS:
         importlib.import_module(f"kl_alloc.cli.{name}_cmd").add_parser(sub)
-    from kl_alloc.experiments.commands import add_report_parser, add_sweep_parser
-
-    add_sweep_parser(sub, formatter_class=Formatter)
-    add_report_parser(sub, formatter_class=Formatter)
     return parser
 
 

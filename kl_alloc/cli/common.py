@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from typing import Any
 
 logger = logging.getLogger("kl_alloc.cli")
@@ -13,6 +14,13 @@ logger = logging.getLogger("kl_alloc.cli")
 
 class CLIError(Exception):
     """A user error: printed as ``kl-alloc: error: ...`` with exit status 2."""
+
+
+def error_status(message: str) -> int:
+    """Print ``kl-alloc: error: MESSAGE`` (the line :func:`kl_alloc.cli.main` prints for a
+    :class:`CLIError`) and return the user-error exit status, 2."""
+    print(f"kl-alloc: error: {message}", file=sys.stderr)
+    return 2
 
 
 def user_error(exc: BaseException) -> str | None:

@@ -1,30 +1,23 @@
-"""``kl-alloc sweep`` and ``kl-alloc report``: parsers and handlers, wired into kl_alloc.cli.
+"""``kl-alloc sweep``: run a grid of trials from a sweep file.
 
     kl-alloc sweep benchmarks/sweeps/eps_sensitivity.toml            # local worker processes
     kl-alloc sweep SWEEP.toml --address auto --retries 3              # an existing Ray cluster
     kl-alloc sweep SWEEP.toml --dry-run                               # list the trials only
-    kl-alloc report runs/sweeps/eps_sensitivity --out results/eps     # table + figures
 
-Both handlers return an exit status: 0 on success, 1 if some trial failed, 2 for a user error
-(a bad sweep file, Ray missing, no runs found): the message names what is wrong. An interrupted
-sweep (Ctrl-C, SIGTERM) stops its workers, prints the command that continues it and exits 130.
+The handler returns an exit status: 0 on success, 1 if some trial failed, 2 for a user error
+(a bad sweep file, Ray missing): the message names what is wrong. An interrupted sweep (Ctrl-C,
+SIGTERM) stops its workers, prints the command that continues it and exits 130.
 """
 
 from __future__ import annotations
 
 import argparse
-import logging
 import shlex
 import sys
 import textwrap
-from pathlib import Path
+from typing import Any
 
-logger = logging.getLogger("kl_alloc.sweep")
-
-
-def _error(message: str) -> int:
-    print(f"kl-alloc: error: {message}", file=sys.stderr)
-    return 2
+from kl_alloc.cli.common import Formatter, add_logging_arguments, error_status, wandb_options
 
 
 def continue_command(args: argparse.Namespace) -> str:
@@ -68,13 +61,13 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     try:
         spec = load_spec(args.sweep, out=args.out)
     except SpecError as exc:
-        return _error(str(exc))
+        return error_status(str(exc))
     if args.workers is not None and args.workers < 1:
-        return _error("--workers must be >= 1")
+        return error_status("--workers must be >= 1")
     if args.retries < 0:
-        return _error("--retries must be >= 0")
+        return error_status("--retries must be >= 0")
     if args.timeout is not None and not args.timeout > 0:
-        return _error("--timeout must be > 0 seconds")
+        return error_status("--timeout must be > 0 seconds")
     if args.tasks or args.methods:
         import fnmatch
 
@@ -87,7 +80,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             t for t in spec.trials if keep(t.task, args.tasks) and keep(t.method, args.methods)
         ]
         if not spec.trials:
-            return _error("--tasks/--methods select no trial")
+            return error_status("--tasks/--methods select no trial")
     states = [job_state(Job(t.spec, t.run_dir))[0] for t in spec.trials]
     todo = sum(s != "done" for s in states)
     print(
@@ -100,13 +93,12 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         return 0
     wandb = None
     if args.wandb:
-        from kl_alloc.cli.common import wandb_options
         from kl_alloc.rl.callbacks import import_wandb
 
         try:
             import_wandb()  # said before any trial starts, not once per trial
         except ImportError as exc:
-            return _error(str(exc))
+            return error_status(str(exc))
         wandb = wandb_options(args)
     args.continue_with = continue_command(args)  # printed by kl_alloc.cli on Ctrl-C / SIGTERM
     try:
@@ -122,7 +114,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
             wandb=wandb,
         )
     except RayMissingError as exc:
-        return _error(str(exc))
+        return error_status(str(exc))
     print(
         f"done {result.count('done')}, skipped {result.count('skipped')} (already finished), "
         f"failed {result.count('failed')} in {result.seconds:.0f} s; status: {spec.out}/sweep.json"
@@ -152,37 +144,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return 1 if result.failed else 0
 
 
-def cmd_report(args: argparse.Namespace) -> int:
-    from kl_alloc.analysis.report import make_report
-
-    out = Path(args.out) if args.out else Path(args.runs[0]) / "report"
-    try:
-        report, files = make_report(
-            args.runs,
-            out,
-            baseline=args.baseline,
-            threshold=args.threshold,
-            resamples=args.resamples,
-            seed=args.seed,
-            heatmaps=not args.no_heatmaps,
-            title=args.title or "",
-            include_unfinished=args.include_unfinished,
-            fraction=args.fraction,
-            common_steps=args.at_steps,
-            robust=not args.no_robust,
-            aggregate_tasks=args.aggregate_tasks.split(",") if args.aggregate_tasks else None,
-        )
-    except (FileNotFoundError, ValueError, ImportError) as exc:
-        return _error(str(exc) + (" (or pass --no-robust)" if isinstance(exc, ImportError) else ""))
-    if not args.quiet_table:
-        print(files[0].read_text())
-    print("wrote " + ", ".join(str(f) for f in files))
-    return 0
-
-
-def add_sweep_parser(subparsers, formatter_class=argparse.ArgumentDefaultsHelpFormatter):
-    """Add ``sweep`` to an argparse sub-parser set (``kl_alloc.cli``)."""
-    p = subparsers.add_parser(
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser(
         "sweep",
         help="run a grid of trials (tasks x methods x seeds x config values)",
         description=textwrap.fill(
@@ -196,7 +159,7 @@ def add_sweep_parser(subparsers, formatter_class=argparse.ArgumentDefaultsHelpFo
             "benchmarks/sweeps/. module:attr envs and methods must be importable by the workers.",
             88,
         ),
-        formatter_class=formatter_class,
+        formatter_class=Formatter,
     )
     p.add_argument("sweep", metavar="SWEEP.toml", help="the sweep file")
     p.add_argument(
@@ -239,85 +202,5 @@ def add_sweep_parser(subparsers, formatter_class=argparse.ArgumentDefaultsHelpFo
     p.add_argument("--no-report", action="store_true", help="do not write a report at the end")
     p.add_argument("--dry-run", action="store_true", help="list the trials and their state")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    from kl_alloc.cli.common import add_logging_arguments
-
     add_logging_arguments(p, sweep=True)
     p.set_defaults(func=cmd_sweep)
-    return p
-
-
-def add_report_parser(subparsers, formatter_class=argparse.ArgumentDefaultsHelpFormatter):
-    """Add ``report`` to an argparse sub-parser set (``kl_alloc.cli``)."""
-    p = subparsers.add_parser(
-        "report",
-        help="comparison table (bootstrap CIs, vs HATRPO) and figures from run directories",
-        description=textwrap.fill(
-            "Aggregate run directories (searched recursively) grouped by task, method and swept "
-            "fields: final expected reward / return with 95% bootstrap intervals, improvement "
-            "and variance ratio against the baseline, samples to a threshold, seconds per "
-            "iteration and the solver's share; learning curves, KL-allocation heatmaps, "
-            "parameter and agent-count plots. Writes OUT/report.md, report.json and PNGs.",
-            88,
-        ),
-        formatter_class=formatter_class,
-    )
-    p.add_argument("runs", nargs="+", metavar="RUNS", help="run directories or their parents")
-    p.add_argument("--out", default=None, help="output directory (default: FIRST_RUNS/report)")
-    p.add_argument("--baseline", default="hatrpo", help="method the others are compared with")
-    p.add_argument(
-        "--threshold",
-        type=float,
-        default=None,
-        help="reward threshold for samples-to-threshold (default: 0.99 on the matrix game)",
-    )
-    p.add_argument("--resamples", type=int, default=10_000, help="bootstrap resamples")
-    p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
-    p.add_argument("--title", default=None, help="report title")
-    p.add_argument("--no-heatmaps", action="store_true", help="skip the allocation heatmaps")
-    p.add_argument(
-        "--include-unfinished",
-        action="store_true",
-        help="also aggregate runs without done.json (as far as they got)",
-    )
-    p.add_argument(
-        "--at-steps",
-        type=float,
-        default=None,
-        metavar="N",
-        help="compare every run that reached N env steps (finished or not) at N",
-    )
-    p.add_argument(
-        "--fraction",
-        type=float,
-        default=0.1,
-        help="final score of a run: mean of its evaluations over this last share of training",
-    )
-    p.add_argument(
-        "--no-robust",
-        action="store_true",
-        help="skip IQM, probability of improvement and performance profiles (no rliable)",
-    )
-    p.add_argument(
-        "--aggregate-tasks",
-        default=None,
-        metavar="T1,T2",
-        help="tasks of the aggregate across tasks (default: all)",
-    )
-    p.add_argument("--quiet-table", action="store_true", help="do not print the Markdown report")
-    p.set_defaults(func=cmd_report)
-    return p
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Stand-alone entry (``python -m kl_alloc.experiments.commands``) until the CLI wires it."""
-    parser = argparse.ArgumentParser(prog="kl-alloc")
-    sub = parser.add_subparsers(dest="command", required=True)
-    add_sweep_parser(sub)
-    add_report_parser(sub)
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    return args.func(args)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
