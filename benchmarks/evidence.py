@@ -10,7 +10,11 @@ final score (mean of its evaluations over the last 10% of the steps it reached);
 aggregate table of :func:`kl_alloc.analysis.report.build_report` (IQM with 95% stratified
 bootstrap intervals, probability of improvement, variance ratios, performance profiles; finished
 runs only unless ``--include-unfinished``). The aggregate across tasks uses the main tasks only
-(a task whose name is another task's name plus ``-suffix`` is a control of it).
+(a task whose name is another task's name plus ``-suffix`` is a control of it). Each control
+task is also set against its base task at the control's step count (``attribution``: every
+run cut there; the setting against no setting for each method, the other methods against
+HATRPO with the setting, and against HATRPO without it), which is what says how much of a
+W/G gain the setting alone (budget carry-over, Fisher damping) gives HATRPO.
 Figures (PNG, next to summary.json): learning curves with bootstrap bands over seeds
 (``curves.png``), performance profiles (``profiles.png``), probability of improvement
 (``poi.png``). The README's block between ``<!-- evidence:start -->`` and
@@ -30,6 +34,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -41,6 +47,126 @@ def markers(name: str = "evidence") -> tuple[str, str]:
 def control_tasks(tasks: list[str]) -> set[str]:
     """Tasks named after another task plus ``-suffix`` (``ant-2x4-damping`` of ``ant-2x4``)."""
     return {t for t in tasks if any(t != o and t.startswith(o + "-") for o in tasks)}
+
+
+def base_task(control: str, tasks: list[str]) -> str:
+    """The task a control task is named after (the longest ``T`` with ``control = T-suffix``)."""
+    return max((t for t in tasks if control.startswith(t + "-")), key=len)
+
+
+def planned_steps(summary) -> float | None:
+    """The env steps a run was started for (its ``spec.json``), None if not recorded."""
+    try:
+        return float(json.loads((summary.run_dir / "spec.json").read_text())["steps"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def control_setting(control_runs, base_runs) -> dict[str, Any]:
+    """The trainer settings a control task changes: the config values of its first run that
+    differ from those of a base-task run of the same method (any base run if none)."""
+    first = control_runs[0]
+    same = [b for b in base_runs if b.method == first.method] or base_runs
+    mine = first.data.config.get("config", {}) or {}
+    theirs = same[0].data.config.get("config", {}) or {}
+    return {k: v for k, v in sorted(mine.items()) if k != "env_kwargs" and theirs.get(k) != v}
+
+
+def control_attribution(
+    summaries, fraction: float, resamples: int, baseline: str = "hatrpo", seed: int = 0
+) -> list[dict[str, Any]]:
+    """Per control task (``T-suffix``, e.g. ``ant-2x4-carry`` with ``carry = true``): its runs
+    and those of its base task ``T``, all cut at the control's planned step count (a base run
+    that has not reached it is left out), final score = mean of the evaluations over the last
+    ``fraction`` of those steps; IQM per group and P(X > Y) for
+
+    - every method under the control's setting against the same method without it (what the
+      setting does to that method);
+    - every other method of the base task against the baseline under the setting (e.g. W
+      against HATRPO that carries its unspent budget: W's gain beyond the budget re-use);
+    - every other method against the baseline, both under the setting and both without it.
+    """
+    from kl_alloc.analysis import robust
+    from kl_alloc.analysis.metrics import choose_metric, truncate
+    from kl_alloc.analysis.tables import group_label
+    from kl_alloc.methods import method_sort_key
+
+    by_task: dict[str, list] = {}
+    for s in summaries:
+        by_task.setdefault(s.task, []).append(s)
+    out = []
+    for control in sorted(control_tasks(list(by_task))):
+        base = base_task(control, list(by_task))
+        planned = [p for p in map(planned_steps, by_task[control]) if p is not None]
+        if not planned:
+            continue
+        steps = max(planned)
+        members = [
+            s
+            for s in by_task[control] + by_task[base]
+            if s.data.iteration.size and robust.steps_reached(s.data) >= steps
+        ]
+        runs = [(s, truncate(s.data, steps)) for s in members]
+        setting = control_setting(by_task[control], by_task[base])
+        entry: dict[str, Any] = {"control": control, "base": base, "steps": steps,
+                                 "setting": setting, "groups": [], "comparisons": []}  # fmt: skip
+        if not runs:
+            out.append(entry)
+            continue
+        metric = choose_metric([d for _, d in runs])
+        groups: dict[tuple[str, str], dict[str, Any]] = {}
+        for s, data in sorted(runs, key=lambda r: r[0].seed):
+            params = {**s.params, **(setting if s.task == control else {})}
+            key = (s.task, s.method, json.dumps(params, sort_keys=True))
+            g = groups.setdefault(key, {"task": s.task, "method": s.method, "params": params,
+                                        "label": group_label(s.method, params),
+                                        "seeds": [], "final": []})  # fmt: skip
+            g["seeds"].append(s.seed)
+            g["final"].append(robust.final_score(data, metric, fraction))
+        for g in groups.values():
+            g["iqm"] = robust.iqm_interval(np.array(g["final"]), resamples, seed)
+        ctrl = {k[1]: g for k, g in groups.items() if k[0] == control}
+        plain = {k[1]: g for k, g in groups.items() if k[0] == base}
+        pairs = [(ctrl[m], plain[m]) for m in ctrl if m in plain]
+        others = sorted((m for m in plain if m != baseline), key=method_sort_key)
+        if baseline in ctrl:
+            pairs += [(plain[m], ctrl[baseline]) for m in others]
+            pairs += [(ctrl[m], ctrl[baseline]) for m in others if m in ctrl]
+        if baseline in plain:
+            pairs += [(plain[m], plain[baseline]) for m in others]
+        for x, y in pairs:
+            poi = robust.probability_of_improvement(
+                np.array(x["final"]), np.array(y["final"]), resamples, seed
+            )
+            entry["comparisons"].append({"x": x["label"], "y": y["label"], "poi": poi})
+        entry["metric"] = metric
+        entry["groups"] = sorted(
+            groups.values(), key=lambda g: (g["task"] != base, method_sort_key(g["method"]))
+        )
+        out.append(entry)
+    return out
+
+
+def attribution_lines(entries: list[dict[str, Any]]) -> list[str]:
+    """The README's control tables (one per control task) from :func:`control_attribution`."""
+    from kl_alloc.analysis.tables import format_table, interval_text
+
+    lines: list[str] = []
+    for e in entries:
+        what = ", ".join(f"{k} = {json.dumps(v)}" for k, v in e.get("setting", {}).items())
+        lines += ["", f"**Control {e['control']} ({what or 'no setting changed'}) against "
+                  f"{e['base']}, both at {e['steps'] / 1e6:g}M steps** (final score: mean of the "
+                  "evaluations over the last 10% of those steps; the runs that reached them)",
+                  ""]  # fmt: skip
+        if not e["groups"]:
+            lines.append("No run has reached that step count yet.")
+            continue
+        rows = [[g["label"], len(g["final"]), interval_text(g["iqm"], 5)] for g in e["groups"]]
+        lines.append(format_table(["group", "runs", "IQM [95% CI]"], rows))
+        if e["comparisons"]:
+            rows = [[f"{c['x']} > {c['y']}", interval_text(c["poi"])] for c in e["comparisons"]]
+            lines += ["", format_table(["comparison", "P(X > Y) [95% CI]"], rows)]
+    return lines
 
 
 def run_rows(summaries, report: dict[str, Any]) -> list[dict[str, Any]]:
@@ -115,6 +241,7 @@ def readme_block(summary: dict[str, Any]) -> str:
     if summary["report"].get("aggregate"):
         lines += [""] + [ln.replace("## ", "**", 1) + "**" if ln.startswith("## ") else ln
                          for ln in aggregate_lines(summary["report"]["aggregate"])]  # fmt: skip
+    lines += attribution_lines(summary.get("attribution", []))
     return "\n".join(lines).rstrip()
 
 
@@ -194,6 +321,7 @@ def main(argv: list[str] | None = None) -> int:
         "main_tasks": main_tasks,
         "control_tasks": sorted(control_tasks(tasks)),
         "runs": run_rows(summaries, report),
+        "attribution": control_attribution(summaries, args.fraction, args.resamples),
         "report": report,
     }
     out = Path(args.out)

@@ -254,3 +254,57 @@ def test_evidence_script_before_any_run(tmp_path):
     assert json.loads((out / "summary.json").read_text())["runs"] == []
     text = readme.read_text()
     assert "old numbers" not in text and "has started yet" in text
+
+
+def test_evidence_control_attribution(tmp_path):
+    """A control task (a-carry: HATRPO with carry = true, 3 seeds x 60k steps) against its base
+    task (a: HATRPO and W, 5 seeds x 100k): every run cut at 60k, the groups' final scores,
+    and P(X > Y) for the setting, for W against HATRPO with the setting, and for W against
+    HATRPO; a base run short of 60k is left out."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "evidence.py"
+    spec = importlib.util.spec_from_file_location("evidence", path)
+    evidence = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(evidence)
+
+    def run(task, method, seed, final, total, planned, carry, finished=True):
+        evals = [e for e in curve(final, total=planned, seed=seed) if e[0] <= total]
+        d = write_run(tmp_path, task, method, seed, evals, total, finished=finished)
+        cfg = json.loads((d / "config.json").read_text())
+        cfg["config"] = {"carry": carry, "cg_damping": 0.1, "env_kwargs": {}}
+        (d / "config.json").write_text(json.dumps(cfg))
+        sp = json.loads((d / "spec.json").read_text()) | {"steps": planned}
+        (d / "spec.json").write_text(json.dumps(sp))
+
+    for seed in range(5):  # base: at 60k, HATRPO ~0.6, W ~0.78 (W seed 4 stopped at 50k)
+        run("a", "hatrpo", seed, 1.0, 100 * STEP, 100 * STEP, False)
+        short = seed == 4
+        run("a", "hatrpo-w", seed, 1.3, (50 if short else 100) * STEP, 100 * STEP, True, not short)
+    for seed in range(3):  # the control: HATRPO carrying, ~1.2 at 60k
+        run("a-carry", "hatrpo", seed, 1.2, 60 * STEP, 60 * STEP, True)
+
+    from kl_alloc.analysis.runs import summarize_runs
+
+    summaries = summarize_runs([tmp_path])
+    (entry,) = evidence.control_attribution(summaries, 0.1, resamples=200)
+    assert entry["control"] == "a-carry" and entry["base"] == "a" and entry["steps"] == 60 * STEP
+    assert entry["setting"] == {"carry": True}
+    groups = {g["label"]: g for g in entry["groups"]}
+    assert set(groups) == {"HATRPO", "HATRPO-W", "HATRPO (carry=True)"}
+    assert groups["HATRPO-W"]["seeds"] == [0, 1, 2, 3]  # seed 4 never reached 60k
+    # a group's final score: its evaluation at 60k (the last 10% of 60k steps: >= 54k)
+    h0 = load_run(tmp_path / "a" / "hatrpo" / "seed-0")
+    assert groups["HATRPO"]["final"][0] == pytest.approx(
+        h0.eval_return_mean[h0.eval_env_steps == 60 * STEP][0]
+    )
+    poi = {(c["x"], c["y"]): c["poi"]["value"] for c in entry["comparisons"]}
+    assert poi == {
+        ("HATRPO (carry=True)", "HATRPO"): 1.0,  # what carrying does to HATRPO
+        ("HATRPO-W", "HATRPO (carry=True)"): 0.0,  # W beyond the re-use
+        ("HATRPO-W", "HATRPO"): 1.0,
+    }
+    text = "\n".join(evidence.attribution_lines([entry]))
+    assert "Control a-carry (carry = true) against a, both at 0.06M steps" in text
+    assert "HATRPO-W > HATRPO (carry=True)" in text

@@ -129,7 +129,8 @@ def task_table(task: dict[str, Any]) -> str:
 # -- the robust statistics of a report ------------------------------------------------------------
 
 
-def _ci(d: dict[str, Any] | None, digits: int = 3) -> str:
+def interval_text(d: dict[str, Any] | None, digits: int = 3) -> str:
+    """``value [lo, hi]`` of an interval dict (``value`` alone without bounds, ``-`` if none)."""
     if not d or d.get("value") is None:
         return "-"
     text = _f(d["value"], digits)
@@ -172,7 +173,7 @@ def robust_task_tables(task: dict[str, Any]) -> list[str]:
                 r.get("unfinished", 0),
                 f"{_steps(min(reached))}-{_steps(max(reached))}" if reached else "-",
                 _f(r.get("final_mean"), 5),
-                _ci(r.get("iqm"), 5),
+                interval_text(r.get("iqm"), 5),
             ]
         )
     headers = ["group", "runs used/found", "unfinished used", "steps reached", "mean", "IQM [95%]"]
@@ -182,7 +183,7 @@ def robust_task_tables(task: dict[str, Any]) -> list[str]:
             [
                 f"{method_label(c['x'])} > {method_label(c['y'])}",
                 params_label(c["params"]) or "-",
-                _ci(c["poi"]),
+                interval_text(c["poi"]),
             ]
             for c in task["comparisons"]
         ]
@@ -193,7 +194,7 @@ def robust_task_tables(task: dict[str, Any]) -> list[str]:
                 f"{method_label(v['x'])} / {method_label(v['y'])}",
                 params_label(v["params"]) or "-",
                 f"{v['n'][0]} / {v['n'][1]}",
-                _ci(v["ratio"]),
+                interval_text(v["ratio"]),
             ]
             for v in task["variance"]
         ]
@@ -212,7 +213,8 @@ def aggregate_lines(agg: dict[str, Any] | None) -> list[str]:
         "",
     ]
     rows = [
-        [group_label(g["method"], g["params"]), g["runs"], _ci(g["iqm"])] for g in agg["groups"]
+        [group_label(g["method"], g["params"]), g["runs"], interval_text(g["iqm"])]
+        for g in agg["groups"]
     ]
     lines.append(format_table(["group", "runs per task", "IQM [95% CI]"], rows))
     if agg["comparisons"]:
@@ -220,7 +222,7 @@ def aggregate_lines(agg: dict[str, Any] | None) -> list[str]:
             [
                 f"{method_label(c['x'])} > {method_label(c['y'])}",
                 params_label(c["params"]) or "-",
-                _ci(c["poi"]),
+                interval_text(c["poi"]),
             ]
             for c in agg["comparisons"]
         ]
