@@ -44,6 +44,13 @@ def add_parser(sub: Any) -> None:
     p.add_argument(
         "--fps", type=float, default=None, help="video frame rate (default: the env's real time)"
     )
+    p.add_argument(
+        "--video-size",
+        metavar="WxH",
+        default=None,
+        help="resample every frame to WIDTHxHEIGHT, or NxN from one number (default: the env's "
+        "own render size: MaMuJoCo 480x480, MPE2 700x700)",
+    )
     p.set_defaults(func=cmd_evaluate)
 
 
@@ -98,6 +105,13 @@ def _check_video_args(args: argparse.Namespace) -> None:
         raise CLIError("--video-episodes must be >= 1")
     if args.fps is not None and not args.fps > 0:
         raise CLIError("--fps must be > 0")
+    if args.video_size is not None:
+        from kl_alloc.rl.video import parse_size
+
+        try:
+            args.video_size = parse_size(args.video_size)
+        except ValueError as err:
+            raise CLIError(f"--video-size: {err}") from None
 
 
 def _check_env_renders(trainer: Any) -> None:
@@ -116,6 +130,8 @@ def _write_video(trainer: Any, args: argparse.Namespace) -> dict[str, Any]:
     from kl_alloc.rl.video import record_video
 
     try:
-        return record_video(trainer, args.video, args.video_episodes, args.seed, args.fps)
+        return record_video(
+            trainer, args.video, args.video_episodes, args.seed, args.fps, args.video_size
+        )
     except RenderError as err:
         raise CLIError(f"--video: {err}") from None

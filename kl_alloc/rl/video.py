@@ -15,8 +15,11 @@ are deterministic episodes from the same seed, not the evaluation's.
 
 Frames: one for the first observation of each episode and one after every step except an
 episode's last (the env resets a finished copy within that step, so its final state is never
-drawn): an episode of ``L`` steps gives ``L`` frames. The frame rate is the env's
-``render_fps`` (real time: MaMuJoCo Ant 20, MPE2 and VMAS 10), else :data:`DEFAULT_FPS`.
+drawn): an episode of ``L`` steps gives ``L`` frames. Frames keep the env's own render size
+(MaMuJoCo 480 x 480, MPE2 700 x 700) unless ``size`` (``--video-size WxH``) asks for another:
+each frame is then resampled with pillow's Lanczos filter (pillow comes with imageio). The
+frame rate is the env's ``render_fps`` (real time: MaMuJoCo Ant 20, MPE2 and VMAS 10), else
+:data:`DEFAULT_FPS`.
 
 Files are written with ``imageio``, by extension: ``.mp4`` (H.264 through imageio-ffmpeg's own
 ffmpeg binary, streamed frame by frame; odd sizes are resized to even ones, as yuv420p needs)
@@ -47,6 +50,7 @@ __all__ = [
     "VIDEO_SUFFIXES",
     "check_renders",
     "make_render_env",
+    "parse_size",
     "record_episodes",
     "record_video",
 ]
@@ -56,6 +60,8 @@ logger = logging.getLogger(__name__)
 #: frames per second when the env does not say (``render_fps`` None)
 DEFAULT_FPS = 30.0
 VIDEO_SUFFIXES = (".mp4", ".gif")
+#: the largest width or height ``size`` may ask for
+MAX_SIZE = 8192
 INSTALL_HINT = 'writing videos needs imageio and imageio-ffmpeg: pip install "kl_alloc[video]"'
 
 
@@ -148,16 +154,44 @@ def _writer(path: Path, fps: float) -> Any:
     return iio.get_writer(path, fps=fps, codec="libx264", macro_block_size=2)
 
 
+def parse_size(text: str) -> tuple[int, int]:
+    """``"WxH"`` (``"320x240"``) or ``"N"`` (square) -> ``(width, height)``, each in
+    [2, :data:`MAX_SIZE`]; ValueError naming the expected form otherwise."""
+    parts = text.lower().split("x")
+    try:
+        if len(parts) not in (1, 2):
+            raise ValueError
+        size = tuple(int(v) for v in parts) * (3 - len(parts))
+    except ValueError:
+        raise ValueError(
+            f"expected WIDTHxHEIGHT (e.g. 320x240) or one number, got {text!r}"
+        ) from None
+    if not all(2 <= v <= MAX_SIZE for v in size):
+        raise ValueError(f"width and height must be in [2, {MAX_SIZE}], got {text!r}")
+    return size[0], size[1]
+
+
+def resize_frame(frame: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """``frame`` (H, W, 3) uint8 resampled to ``size`` = (width, height) (Lanczos, pillow)."""
+    from PIL import Image
+
+    if frame.shape[1] == size[0] and frame.shape[0] == size[1]:
+        return frame
+    return np.asarray(Image.fromarray(frame).resize(size, Image.Resampling.LANCZOS))
+
+
 def record_video(
     trainer: Any,
     path: str | Path,
     episodes: int = 1,
     seed: int | None = None,
     fps: float | None = None,
+    size: tuple[int, int] | None = None,
 ) -> dict[str, Any]:
     """Write ``episodes`` deterministic episodes of ``trainer``'s policy to ``path`` (``.mp4``
     or ``.gif``); returns ``{"path", "frames", "episodes", "returns", "fps", "size", "seed"}``
-    (``size`` = (height, width) of the frames)."""
+    (``size`` = (height, width) of the frames written). ``size`` = (width, height): every frame
+    resampled to it (default: the env's own render size)."""
     from kl_alloc.envs.registry import env_spec
 
     path = Path(path)
@@ -165,6 +199,10 @@ def record_video(
         raise ValueError(f"path: {path} must end in {' or '.join(VIDEO_SUFFIXES)}")
     if fps is not None and not fps > 0:
         raise ValueError(f"fps must be > 0, got {fps}")
+    if size is not None:
+        size = (int(size[0]), int(size[1]))
+        if not all(2 <= v <= MAX_SIZE for v in size):
+            raise ValueError(f"size: width and height must be in [2, {MAX_SIZE}], got {size}")
     spec = env_spec(trainer.env)
     if spec is None:
         raise RenderError(
@@ -183,6 +221,8 @@ def record_video(
         try:
 
             def on_frame(frame: np.ndarray) -> None:
+                if size is not None:
+                    frame = resize_frame(frame, size)
                 writer.append_data(frame)
                 frames.append(frame.shape[:2])
 

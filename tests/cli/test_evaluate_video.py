@@ -76,6 +76,38 @@ def test_gif_and_text_output(speaker_listener_run, tmp_path, capsys):
     assert 2 < len(frames) <= 25 and frames[0].shape[:2] == (700, 700)
 
 
+def test_video_size(speaker_listener_run, tmp_path, capsys):
+    """--video-size WxH: every frame resampled to it (the env draws 700 x 700), the same
+    episode; one number gives a square."""
+    capsys.readouterr()
+    path = tmp_path / "small.mp4"
+    assert run_cli("evaluate", speaker_listener_run, "--episodes", "1", "--json",
+                   "--video", path, "--video-size", "160x120") == 0  # fmt: skip
+    video = json.loads(capsys.readouterr().out)["video"]
+    assert video["size"] == [120, 160] and video["frames"] == 25
+    assert_watchable(read_frames(path), 25, (120, 160, 3))
+    full = tmp_path / "full.mp4"
+    assert run_cli("evaluate", speaker_listener_run, "--episodes", "1", "--json",
+                   "--video", full) == 0  # fmt: skip
+    big = json.loads(capsys.readouterr().out)["video"]
+    assert big["returns"] == video["returns"]  # resampling does not touch the episode
+    gif = tmp_path / "square.gif"
+    assert run_cli("evaluate", speaker_listener_run, "--episodes", "1", "--video", gif,
+                   "--video-size", "64") == 0  # fmt: skip
+    assert "(64x64, 10 fps)" in capsys.readouterr().out
+    assert iio.mimread(gif)[0].shape[:2] == (64, 64)
+
+
+def test_parse_size():
+    from kl_alloc.rl.video import parse_size
+
+    assert parse_size("320x240") == (320, 240) and parse_size("96") == (96, 96)
+    assert parse_size("2X8192") == (2, 8192)
+    for bad in ("", "x", "10x", "1x10", "10x20x30", "ax3", "9000", "-4"):
+        with pytest.raises(ValueError):
+            parse_size(bad)
+
+
 def test_video_errors(speaker_listener_run, tmp_path, capsys):
     def error(*args) -> str:
         with pytest.raises(SystemExit) as exc:
@@ -84,6 +116,9 @@ def test_video_errors(speaker_listener_run, tmp_path, capsys):
         return capsys.readouterr().err
 
     assert "must end in .mp4 or .gif" in error(speaker_listener_run, "--video", tmp_path / "x.avi")
+    assert "--video-size: expected WIDTHxHEIGHT" in error(
+        speaker_listener_run, "--video", tmp_path / "x.mp4", "--video-size", "big"
+    )
     assert "--video-episodes must be >= 1" in error(
         speaker_listener_run, "--video", tmp_path / "x.mp4", "--video-episodes", "0"
     )
