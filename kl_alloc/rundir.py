@@ -201,6 +201,33 @@ def read_progress(run_dir: str | os.PathLike) -> list[dict[str, Any]]:
     return _read_jsonl(Path(run_dir) / PROGRESS)
 
 
+def last_env_steps(run_dir: str | os.PathLike) -> int:
+    """The ``env_steps`` of the last complete ``progress.jsonl`` record, 0 if there is none;
+    reads only the file's tail (cheap enough to poll a running run)."""
+    path = Path(run_dir) / PROGRESS
+    block = 1 << 16
+    try:
+        with open(path, "rb") as f:
+            size = f.seek(0, os.SEEK_END)
+            while True:
+                start = max(0, size - block)
+                f.seek(start)
+                lines = f.read(size - start).split(b"\n")[:-1]  # the last piece is unfinished
+                if start > 0:
+                    lines = lines[1:]  # the first may be cut
+                for line in reversed(lines):
+                    if line.strip():
+                        try:
+                            return int(json.loads(line)["env_steps"])
+                        except (ValueError, KeyError, TypeError):
+                            return 0
+                if start == 0:
+                    return 0
+                block *= 4
+    except OSError:
+        return 0
+
+
 def read_eval(run_dir: str | os.PathLike) -> list[dict[str, Any]]:
     """The evaluations of ``eval.jsonl``."""
     return _read_jsonl(Path(run_dir) / EVAL)

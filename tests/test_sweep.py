@@ -531,3 +531,42 @@ def test_status_eta_past_a_day_is_not_wrapped(caplog):
     assert "1/57 finished" in line
     eta = line.rsplit("ETA ", 1)[1]
     assert eta.split(":")[0] in ("111", "112"), line
+
+
+def test_status_eta_from_env_steps(tmp_path, caplog):
+    """Before any run of a sweep ends, its log line counts env steps (the tail of each running
+    run's progress.jsonl) and gives an ETA at the sweep's rate so far; a resumed run's earlier
+    steps are not counted as progress of this sweep, a settled run counts as complete."""
+    import logging
+
+    from kl_alloc.experiments.runner import _Status
+    from kl_alloc.lifecycle import RunSpec
+
+    jobs = [Job(RunSpec(env="matrix", algo="hatrpo", seed=s, steps=1_000_000), tmp_path / f"r{s}")
+            for s in range(4)]  # fmt: skip
+
+    def progress(job, *steps, cut=False):
+        job.out.mkdir(exist_ok=True)
+        lines = [json.dumps({"iteration": i, "env_steps": n, "agents": [{"kl": 0.1}] * 50})
+                 for i, n in enumerate(steps)]  # fmt: skip
+        text = "\n".join(lines) + "\n" + ('{"iteration": 9, "env_st' if cut else "")
+        (job.out / "progress.jsonl").write_text(text)
+
+    progress(jobs[0], 100_000, 200_000)  # resumed: 200k before this sweep
+    status = _Status(total=4, skipped=0, enabled=False, name="s", jobs=jobs)
+    status._start -= 3600.0  # an hour in
+    progress(jobs[0], *range(100_000, 450_001, 1000))  # +250k, a long file (tail read)
+    progress(jobs[1], 50_000, 150_000, cut=True)  # +150k; a record cut short by a crash
+    status.running = 2
+    with caplog.at_level(logging.INFO, logger="kl_alloc.experiments.runner"):
+        status.update()  # the first call logs at once (nothing logged before)
+        status.settled.add(str(jobs[2].out))  # e.g. failed: nothing is left of it
+        status.failed = 1
+        status.update(finished=1)
+    status.close()
+    lines = [r.getMessage() for r in caplog.records if "ETA" in r.getMessage()]
+    assert len(lines) == 2
+    # 600k of 4M reached, 400k of them in this hour: 3.4M left -> 8.5 hours
+    assert "0/4 finished (0 failed), 2 running; env steps 600k of 4M (15.0%), ETA 8:30:" in lines[0]
+    # run 2 settled: 1.6M reached, 1.4M gained in the hour, 2.4M left -> ~1.71 h
+    assert "1/4 finished (1 failed), 2 running; env steps 1.6M of 4M (40.0%), ETA 1:4" in lines[1]

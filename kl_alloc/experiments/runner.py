@@ -39,6 +39,7 @@ The rules, the same for every executor:
 from __future__ import annotations
 
 import logging
+import math
 import os
 import signal
 import sys
@@ -111,13 +112,56 @@ class RunResult:
 SweepResult = RunResult
 
 
+def _si(steps: float) -> str:
+    """1234567 -> '1.23M' (env-step counts in progress lines)."""
+    for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(steps) >= scale:
+            return f"{steps / scale:.3g}{unit}"
+    return f"{steps:.0f}"
+
+
+class _StepMeter:
+    """Env steps over the runs to do: each run's target (its spec's steps, else its env's
+    default), what it had reached when the sweep started and what it has reached now (the
+    tail of its ``progress.jsonl``), so the ETA of a sweep of long runs moves before the
+    first run ends. ``None`` from :meth:`reached` when a target cannot be known."""
+
+    def __init__(self, jobs: list[Job]) -> None:
+        from kl_alloc.rundir import last_env_steps
+
+        self._last = last_env_steps
+        try:
+            self.target = {str(j.out): int(j.spec.target_steps()) for j in jobs}
+        except Exception:  # an env that is not importable here: no step count
+            self.target = {}
+        self.out = {str(j.out): j.out for j in jobs}
+        self.start = {k: min(self._last(out), self.target.get(k, 0)) for k, out in self.out.items()}
+        self.total = sum(self.target.values())
+
+    def reached(self, settled: set[str]) -> int | None:
+        """Steps reached now (a settled run counts as its target: nothing is left of it)."""
+        if not self.target:
+            return None
+        return sum(t if k in settled else min(self._last(self.out[k]), t)
+                   for k, t in self.target.items())  # fmt: skip
+
+    def eta(self, reached: int, elapsed: float) -> float:
+        """Seconds left at the rate of this sweep so far (NaN before any step)."""
+        gained = reached - sum(self.start.values())
+        return (self.total - reached) * elapsed / gained if gained > 0 else float("nan")
+
+
 class _Status:
-    """A tqdm bar over the runs to do (its ETA), with done / running / failed counts; without
-    a bar, a log line whenever a run ends, else at most every ``LOG_EVERY`` seconds."""
+    """A tqdm bar over the runs to do (its ETA), with done / running / failed counts and the
+    share of env steps done; without a bar, a log line whenever a run ends, else at most every
+    ``LOG_EVERY`` seconds, with an ETA from the env steps done in this sweep so far."""
 
     LOG_EVERY = 600.0
+    STEPS_EVERY = 30.0  # seconds between two reads of the running runs' progress
 
-    def __init__(self, total: int, skipped: int, enabled: bool, name: str) -> None:
+    def __init__(
+        self, total: int, skipped: int, enabled: bool, name: str, jobs: list[Job] | None = None
+    ) -> None:
         from tqdm.auto import tqdm
 
         self.enabled = enabled
@@ -125,8 +169,27 @@ class _Status:
                         dynamic_ncols=True, file=sys.stderr, mininterval=1.0)  # fmt: skip
         self.skipped, self.total = skipped, total
         self.done = self.failed = self.running = 0
+        self.settled: set[str] = set()
+        self.meter = _StepMeter(jobs or [])
+        self._steps_text, self._steps_eta = "", math.nan
+        self._steps_at = -math.inf
         self._last_log = 0.0
         self._start = time.monotonic()
+
+    def _steps(self, force: bool) -> tuple[str, float]:
+        """``("env steps 1.2M of 180M (0.7%)", eta seconds)``, re-read at most every
+        ``STEPS_EVERY`` seconds unless ``force``."""
+        now = time.monotonic()
+        if force or now - self._steps_at >= self.STEPS_EVERY:
+            self._steps_at = now
+            reached = self.meter.reached(self.settled)
+            if reached is None or not self.meter.total:
+                self._steps_text, self._steps_eta = "", float("nan")
+            else:
+                self._steps_text = (f"env steps {_si(reached)} of {_si(self.meter.total)} "
+                                    f"({100 * reached / self.meter.total:.1f}%)")  # fmt: skip
+                self._steps_eta = self.meter.eta(reached, now - self._start)
+        return self._steps_text, self._steps_eta
 
     def note(self, message: str) -> None:
         if self.enabled:
@@ -135,17 +198,25 @@ class _Status:
             logger.warning(message)
 
     def update(self, finished: int = 0) -> None:
-        self.bar.set_postfix(done=self.done, running=self.running, failed=self.failed,
-                             skipped=self.skipped, refresh=False)  # fmt: skip
+        log = not self.enabled and (finished or time.monotonic() - self._last_log >= self.LOG_EVERY)
+        steps, steps_eta = self._steps(force=bool(log))
+        postfix = dict(done=self.done, running=self.running, failed=self.failed,
+                       skipped=self.skipped)  # fmt: skip
+        if steps and self.meter.total:
+            postfix["steps"] = steps[steps.rfind("(") + 1 : -1]
+        self.bar.set_postfix(**postfix, refresh=False)
         if finished:
             self.bar.update(finished)
-        if self.enabled or not finished and time.monotonic() - self._last_log < self.LOG_EVERY:
+        if not log:
             return
         self._last_log = time.monotonic()
         n = self.done + self.failed
-        eta = (time.monotonic() - self._start) / n * (self.total - n) if n else float("nan")
-        logger.info("runs: %d/%d finished (%d failed), %d running, ETA %s", n, self.total,
-                    self.failed, self.running,
+        if steps:
+            eta = steps_eta
+        else:
+            eta = (time.monotonic() - self._start) / n * (self.total - n) if n else float("nan")
+        logger.info("runs: %d/%d finished (%d failed), %d running%s, ETA %s", n, self.total,
+                    self.failed, self.running, f"; {steps}" if steps else "",
                     "?" if eta != eta else self.bar.format_interval(eta))  # fmt: skip
 
     def close(self) -> None:
@@ -194,6 +265,7 @@ def _settle(s: Slot, retries: int, status: _Status) -> dict[str, Any] | None:
         outcome["error"] += f" (after {s.attempt} retries)"
         record_error(s.job.out, outcome)
     outcome["retries"] = s.attempt
+    status.settled.add(key)
     if outcome["status"] == "failed":
         status.failed += 1
         status.note(f"run failed: {key}: {outcome['error']}")
@@ -247,7 +319,7 @@ def run_jobs(
     if not todo:
         write_status()
         return result
-    status = _Status(len(todo), result.count("skipped"), progress, name)
+    status = _Status(len(todo), result.count("skipped"), progress, name, list(todo))
     previous = _raise_on_sigterm()
     ex = None
     try:
