@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import sys
 from collections import Counter
 from pathlib import Path
@@ -116,13 +117,16 @@ def control_attribution(
         metric = choose_metric([d for _, d in runs])
         groups: dict[tuple[str, str], dict[str, Any]] = {}
         for s, data in sorted(runs, key=lambda r: r[0].seed):
+            score = robust.final_score(data, metric, fraction)
+            if not math.isfinite(score):  # no evaluation in the window: nothing to compare
+                continue
             params = {**s.params, **(setting if s.task == control else {})}
             key = (s.task, s.method, json.dumps(params, sort_keys=True))
             g = groups.setdefault(key, {"task": s.task, "method": s.method, "params": params,
                                         "label": group_label(s.method, params),
                                         "seeds": [], "final": []})  # fmt: skip
             g["seeds"].append(s.seed)
-            g["final"].append(robust.final_score(data, metric, fraction))
+            g["final"].append(score)
         for g in groups.values():
             g["iqm"] = robust.iqm_interval(np.array(g["final"]), resamples, seed)
         ctrl = {k[1]: g for k, g in groups.items() if k[0] == control}
@@ -178,6 +182,8 @@ def run_rows(summaries, report: dict[str, Any]) -> list[dict[str, Any]]:
     rows = []
     for s in sorted(summaries, key=lambda s: (s.task, s.method, json.dumps(s.params), s.seed)):
         score = final_score(s.data, metrics[s.task], fraction) if s.data.iteration.size else None
+        if score is not None and not math.isfinite(score):
+            score = None  # e.g. a run that has not evaluated yet
         rows.append(
             {
                 "task": s.task,

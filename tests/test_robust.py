@@ -308,3 +308,22 @@ def test_evidence_control_attribution(tmp_path):
     text = "\n".join(evidence.attribution_lines([entry]))
     assert "Control a-carry (carry = true) against a, both at 0.06M steps" in text
     assert "HATRPO-W > HATRPO (carry=True)" in text
+
+
+def test_evidence_script_with_a_run_not_evaluated_yet(sweep_runs, tmp_path):
+    """A run that has iterated but not evaluated yet (its final score is unknown) is listed
+    with final_score None; summary.json stays valid JSON (it used to fail on NaN)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "evidence.py"
+    spec = importlib.util.spec_from_file_location("evidence", path)
+    evidence = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(evidence)
+    write_run(sweep_runs, "b", "hatrpo-w", 7, [], 2 * STEP, finished=False)
+    out = tmp_path / "out"
+    argv = ["--runs", str(sweep_runs), "--out", str(out), "--readme", "", "--resamples", "50"]
+    assert evidence.main(argv) == 0
+    rows = json.loads((out / "summary.json").read_text())["runs"]
+    (row,) = [r for r in rows if r["task"] == "b" and r["seed"] == 7]
+    assert row == row | {"finished": False, "env_steps": 2 * STEP, "final_score": None}
