@@ -327,3 +327,39 @@ def test_evidence_script_with_a_run_not_evaluated_yet(sweep_runs, tmp_path):
     rows = json.loads((out / "summary.json").read_text())["runs"]
     (row,) = [r for r in rows if r["task"] == "b" and r["seed"] == 7]
     assert row == row | {"finished": False, "env_steps": 2 * STEP, "final_score": None}
+
+
+def test_evidence_claims_table(sweep_runs, tmp_path):
+    """The generated claims table: per main task, W and G against HATRPO (mean final score in
+    %, P(X > HATRPO) and what its interval says), var(G) / var(W); from summary.json."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "evidence.py"
+    spec = importlib.util.spec_from_file_location("evidence", path)
+    evidence = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(evidence)
+    out, readme = tmp_path / "out", tmp_path / "README.md"
+    start, end = evidence.markers()
+    readme.write_text(f"{start}\n{end}\n")
+    argv = ["--runs", str(sweep_runs), "--out", str(out), "--readme", str(readme)]
+    assert evidence.main([*argv, "--resamples", "200"]) == 0
+    claims = {c["task"]: c for c in json.loads((out / "summary.json").read_text())["claims"]}
+    assert set(claims) == {"a", "b"}
+    a = claims["a"]
+    assert a["runs"] == {"hatrpo": 5, "hatrpo-w": 5, "hatrpo-g": 4}  # G seed 4 unfinished
+    w = a["methods"]["hatrpo-w"]
+    # finals ~1.0 (H) and ~1.3 (W), noise 0.01: +30%, every W run above every H run
+    assert w["improvement"]["value"] == pytest.approx(0.3, abs=0.02)
+    assert w["improvement"]["lo"] < w["improvement"]["value"] < w["improvement"]["hi"]
+    assert w["poi"]["value"] == 1.0 and w["verdict"] == "higher"
+    assert a["var_g_over_w"]["value"] > 0
+    text = readme.read_text()
+    assert "**W and G against HATRPO, per task**" in text
+    row = [ln for ln in text.splitlines() if ln.startswith("| a ") and "HATRPO-W vs" in ln][0]
+    assert "| 5/5/4 " in row and "+30." in row and "higher" in row
+    var = [ln for ln in text.splitlines() if ln.startswith("| a ") and "var(G) / var(W)" in ln][0]
+    assert any(s in var for s in ("1.39 inside", "1.39 above it", "1.39 below it")), var
+    assert evidence._separates({"value": 0.6, "lo": 0.3, "hi": 0.9}) == "no separation"
+    assert evidence._separates({"value": 0.1, "lo": 0.0, "hi": 0.4}) == "lower"
+    assert evidence._separates({"value": 0.5, "lo": None, "hi": None}) == "too few runs"
