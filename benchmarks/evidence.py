@@ -237,12 +237,20 @@ def _finite_or_none(x: Any) -> float | None:
     return float(x) if isinstance(x, int | float) and math.isfinite(x) else None
 
 
+def _bounds(interval: dict[str, Any] | None) -> tuple[float, float] | None:
+    """``(lo, hi)`` of an interval dict, None when either is missing or not finite."""
+    lo, hi = (
+        _finite_or_none((interval or {}).get("lo")),
+        _finite_or_none((interval or {}).get("hi")),
+    )
+    return None if lo is None or hi is None else (lo, hi)
+
+
 def _separates(poi: dict[str, Any] | None) -> str:
     """What an interval of P(X > Y) says: X > Y when it lies above 0.5, X < Y below it."""
-    lo, hi = (poi or {}).get("lo"), (poi or {}).get("hi")
-    if lo is None or hi is None or not (math.isfinite(lo) and math.isfinite(hi)):
+    if (b := _bounds(poi)) is None:
         return "too few runs"
-    return "higher" if lo > 0.5 else "lower" if hi < 0.5 else "no separation"
+    return "higher" if b[0] > 0.5 else "lower" if b[1] < 0.5 else "no separation"
 
 
 def claim_rows(summary: dict[str, Any], baseline: str = "hatrpo") -> list[dict[str, Any]]:
@@ -286,8 +294,8 @@ def claim_lines(claims: list[dict[str, Any]]) -> list[str]:
         if not d or d.get("value") is None or not math.isfinite(d["value"]):
             return "-"
         text = f"{100 * d['value']:+.1f}%"
-        if d.get("lo") is not None and math.isfinite(d["lo"]) and math.isfinite(d["hi"]):
-            text += f" [{100 * d['lo']:+.1f}, {100 * d['hi']:+.1f}]"
+        if (b := _bounds(d)) is not None:
+            text += f" [{100 * b[0]:+.1f}, {100 * b[1]:+.1f}]"
         return text
 
     rows = []
@@ -298,14 +306,14 @@ def claim_lines(claims: list[dict[str, Any]]) -> list[str]:
                          interval_text(d["poi"]), d["verdict"]])  # fmt: skip
         v = c.get("var_g_over_w") or {}
         if v.get("value") is not None:
-            lo, hi = v.get("lo"), v.get("hi")
-            if lo is None or hi is None or not (math.isfinite(lo) and math.isfinite(hi)):
+            b = _bounds(v)
+            if b is None:
                 says = "too few runs"
             else:
                 says = (
                     "1.39 inside"
-                    if lo <= 1.39 <= hi
-                    else f"1.39 {'above' if hi < 1.39 else 'below'} it"
+                    if b[0] <= 1.39 <= b[1]
+                    else f"1.39 {'above' if b[1] < 1.39 else 'below'} it"
                 )
             rows.append([c["task"], runs, "var(G) / var(W) (claim: 1.39)", interval_text(v), "",
                          says])  # fmt: skip
