@@ -59,11 +59,11 @@ def base_task(control: str, tasks: list[str]) -> str:
 
 
 def planned_steps(summary) -> float | None:
-    """The env steps a run was started for (its ``spec.json``), None if not recorded."""
-    try:
-        return float(json.loads((summary.run_dir / "spec.json").read_text())["steps"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
+    """The env steps a run was started for (its stored spec), None if not recorded."""
+    from kl_alloc.lifecycle import stored_spec
+
+    spec = stored_spec(summary.run_dir)
+    return None if spec is None or spec.steps is None else float(spec.steps)
 
 
 def control_setting(control_runs, base_runs) -> dict[str, Any]:

@@ -135,7 +135,9 @@ class _StepMeter:
         except Exception:  # an env that is not importable here: no step count
             self.target = {}
         self.out = {str(j.out): j.out for j in jobs}
-        self.start = {k: min(self._last(out), self.target.get(k, 0)) for k, out in self.out.items()}
+        self.started = sum(
+            min(self._last(out), self.target.get(k, 0)) for k, out in self.out.items()
+        )
         self.total = sum(self.target.values())
 
     def reached(self, settled: set[str]) -> int | None:
@@ -147,7 +149,7 @@ class _StepMeter:
 
     def eta(self, reached: int, elapsed: float) -> float:
         """Seconds left at the rate of this sweep so far (NaN before any step)."""
-        gained = reached - sum(self.start.values())
+        gained = reached - self.started
         return (self.total - reached) * elapsed / gained if gained > 0 else float("nan")
 
 
@@ -171,7 +173,7 @@ class _Status:
         self.done = self.failed = self.running = 0
         self.settled: set[str] = set()
         self.meter = _StepMeter(jobs or [])
-        self._steps_text, self._steps_eta = "", math.nan
+        self._steps_text, self._steps_share, self._steps_eta = "", "", math.nan
         self._steps_at = -math.inf
         self._last_log = 0.0
         self._start = time.monotonic()
@@ -184,10 +186,11 @@ class _Status:
             self._steps_at = now
             reached = self.meter.reached(self.settled)
             if reached is None or not self.meter.total:
-                self._steps_text, self._steps_eta = "", float("nan")
+                self._steps_text, self._steps_share, self._steps_eta = "", "", math.nan
             else:
+                self._steps_share = f"{100 * reached / self.meter.total:.1f}%"
                 self._steps_text = (f"env steps {_si(reached)} of {_si(self.meter.total)} "
-                                    f"({100 * reached / self.meter.total:.1f}%)")  # fmt: skip
+                                    f"({self._steps_share})")  # fmt: skip
                 self._steps_eta = self.meter.eta(reached, now - self._start)
         return self._steps_text, self._steps_eta
 
@@ -202,8 +205,8 @@ class _Status:
         steps, steps_eta = self._steps(force=bool(log))
         postfix = dict(done=self.done, running=self.running, failed=self.failed,
                        skipped=self.skipped)  # fmt: skip
-        if steps and self.meter.total:
-            postfix["steps"] = steps[steps.rfind("(") + 1 : -1]
+        if self._steps_share:
+            postfix["steps"] = self._steps_share
         self.bar.set_postfix(**postfix, refresh=False)
         if finished:
             self.bar.update(finished)

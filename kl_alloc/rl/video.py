@@ -166,8 +166,12 @@ def parse_size(text: str) -> tuple[int, int]:
         raise ValueError(
             f"expected WIDTHxHEIGHT (e.g. 320x240) or one number, got {text!r}"
         ) from None
+    return _checked_size(size, text)
+
+
+def _checked_size(size: tuple[int, ...], given: object) -> tuple[int, int]:
     if not all(2 <= v <= MAX_SIZE for v in size):
-        raise ValueError(f"width and height must be in [2, {MAX_SIZE}], got {text!r}")
+        raise ValueError(f"width and height must be in [2, {MAX_SIZE}], got {given!r}")
     return size[0], size[1]
 
 
@@ -200,9 +204,7 @@ def record_video(
     if fps is not None and not fps > 0:
         raise ValueError(f"fps must be > 0, got {fps}")
     if size is not None:
-        size = (int(size[0]), int(size[1]))
-        if not all(2 <= v <= MAX_SIZE for v in size):
-            raise ValueError(f"size: width and height must be in [2, {MAX_SIZE}], got {size}")
+        size = _checked_size((int(size[0]), int(size[1])), size)
     spec = env_spec(trainer.env)
     if spec is None:
         raise RenderError(
