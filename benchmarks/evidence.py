@@ -3,6 +3,8 @@
 
     python benchmarks/evidence.py                          # benchmarks/results/evidence/runs
     python benchmarks/evidence.py --runs DIR --include-unfinished
+    python benchmarks/evidence.py --sweep benchmarks/sweeps/evidence.toml   # fresh clone: count
+                                                           # the trials not started as well
 
 summary.json holds, per run (task / method / swept config / seed; the control tasks such as
 ``ant-2x4-damping`` are their own tasks): the env steps it reached, whether it finished, its
@@ -201,13 +203,18 @@ def run_rows(summaries, report: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
-def planned_trials(runs_dir: str | Path) -> int | None:
-    """The number of trials of the sweep that writes ``runs_dir`` (its ``sweep.json``), or None
-    when the directory was not written by ``kl-alloc sweep``."""
+def planned_trials(runs_dir: str | Path, sweep_file: str | Path | None = None) -> int | None:
+    """The number of trials of the sweep that writes ``runs_dir``: from its ``sweep.json``
+    (written by ``kl-alloc sweep``; not committed), else from the sweep file itself, else None."""
     try:
         return int(json.loads((Path(runs_dir) / "sweep.json").read_text())["sweep"]["trials"])
     except (OSError, ValueError, KeyError, TypeError):
+        pass
+    if sweep_file is None:
         return None
+    from kl_alloc.experiments.spec import load_spec
+
+    return len(load_spec(sweep_file, out=runs_dir).trials)
 
 
 def status_line(runs: list[dict[str, Any]], planned: int | None = None) -> str:
@@ -392,6 +399,7 @@ def main(argv: list[str] | None = None) -> int:
     from kl_alloc.analysis import robust_figures
     from kl_alloc.analysis.figures import save
     from kl_alloc.analysis.report import build_report, display_path, summarize_runs
+    from kl_alloc.experiments.spec import SpecError
     from kl_alloc.rundir import provenance
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -399,6 +407,12 @@ def main(argv: list[str] | None = None) -> int:
         "--runs", default="benchmarks/results/evidence/runs", help="the sweep's run root"
     )
     p.add_argument("--out", default=str(ROOT / "benchmarks/results/evidence"))
+    p.add_argument(
+        "--sweep",
+        default=None,
+        help="the sweep file of --runs, for the number of planned trials where --runs has no "
+        "sweep.json (a fresh clone); e.g. benchmarks/sweeps/evidence.toml",
+    )
     p.add_argument("--readme", default=str(ROOT / "README.md"), help="'' to leave it alone")
     p.add_argument("--include-unfinished", action="store_true")
     p.add_argument("--fraction", type=float, default=0.1)
@@ -407,6 +421,10 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
 
+    try:
+        planned = planned_trials(args.runs, args.sweep)
+    except SpecError as exc:
+        p.error(str(exc))
     try:
         summaries = summarize_runs([args.runs])
     except ValueError as exc:  # no run has written its config yet
@@ -427,7 +445,7 @@ def main(argv: list[str] | None = None) -> int:
         "command": provenance(__file__, argv if argv is not None else sys.argv[1:])["command"],
         "runs_dir": display_path(args.runs),
         "args": " ".join(argv if argv is not None else sys.argv[1:]),
-        "planned_trials": planned_trials(args.runs),
+        "planned_trials": planned,
         "main_tasks": main_tasks,
         "control_tasks": sorted(control_tasks(tasks)),
         "runs": run_rows(summaries, report),

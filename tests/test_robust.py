@@ -233,6 +233,18 @@ def test_evidence_script_writes_summary_figures_and_readme(sweep_runs, tmp_path)
     text = readme.read_text()
     assert "29 of 36 trials finished" in text and "; 6 not started." in text
     assert json.loads((out / "summary.json").read_text())["planned_trials"] == 36
+    # a fresh clone has no sweep.json (not committed): the sweep file gives the count instead
+    (sweep_runs / "sweep.json").unlink()
+    sweep = tmp_path / "s.toml"
+    sweep.write_text(
+        '[sweep]\nname = "s"\nseeds = [0, 1, 2, 3]\nsteps = 1000\n'
+        '[tasks.matrix]\nenv = "matrix"\n[methods.hatrpo]\nalgo = "hatrpo"\n'
+    )
+    assert evidence.main([*argv, "--resamples", "50", "--sweep", str(sweep)]) == 0
+    assert json.loads((out / "summary.json").read_text())["planned_trials"] == 4
+    sweep.write_text("[sweep]\nnope = 1\n")
+    with pytest.raises(SystemExit):  # a broken sweep file is an argument error, not a traceback
+        evidence.main([*argv, "--sweep", str(sweep)])
     assert evidence.control_tasks(["ant-2x4", "ant-2x4-damping", "hc"]) == {"ant-2x4-damping"}
 
 
