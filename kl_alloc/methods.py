@@ -202,4 +202,13 @@ def method_sort_key(name: str) -> tuple[int, str]:
 def make_allocator(algo: str, config: Any) -> Any:
     """The allocator of a method name (registered, entry point or ``module:attr``), configured
     from a :class:`~kl_alloc.rl.config.TrainerConfig`."""
-    return get_method(algo).make(config)
+    method = get_method(algo)
+    allocator = method.make(config)
+    missing = [f for f in ("measure", "allocate") if not callable(getattr(allocator, f, None))]
+    if missing:
+        raise PluginError(
+            f"method {method.name!r}: its factory returned {type(allocator).__name__}, not an "
+            f"allocator (no {' or '.join(f + '()' for f in missing)}; subclass "
+            "kl_alloc.rl.Allocator)"
+        )
+    return allocator

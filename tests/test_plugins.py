@@ -87,6 +87,23 @@ def test_a_broken_plugin_is_one_line(tmp_path):
     assert "has no attribute 'nothing'" in proc.stderr and "Traceback" not in proc.stderr
 
 
+@pytest.mark.parametrize(
+    "algo, message",
+    [
+        (
+            "my_rules:TwiceListed",
+            "TwiceListed.allocate: order [0, 1, 2, 3, 0] lists an agent twice",
+        ),
+        ("my_rules:not_a_rule", "its factory returned int, not an allocator"),
+    ],
+)
+def test_a_rule_that_returns_nonsense_is_one_line(tmp_path, algo, message):
+    proc = kl("train", "--env", "matrix", "--algo", algo, "--steps", 8000, "--out",
+              tmp_path / "x", "--no-progress", check=False)  # fmt: skip
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert message in proc.stderr and "Traceback" not in proc.stderr
+
+
 SWEEP = f"""
 [sweep]
 name = "plugins"

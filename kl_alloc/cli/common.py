@@ -32,6 +32,7 @@ def user_error(exc: BaseException) -> str | None:
     if isinstance(exc, CLIError | RunError | ConfigError | PluginError):
         return str(exc)
     if type(exc).__name__ in (
+        "AllocationError",
         "CheckpointError",
         "PolicyFileError",
         "RunDirError",

@@ -20,6 +20,8 @@ from typing import Any
 #: public name -> the module that defines it
 _NAMES = {
     "make_allocator": "kl_alloc.methods",  # a method name -> its allocator, for a config
+    "Allocation": "kl_alloc.rl.allocators",
+    "AllocationError": "kl_alloc.rl.allocators",
     "AllocationSignals": "kl_alloc.rl.allocators",
     "Allocator": "kl_alloc.rl.allocators",
     "BudgetTracker": "kl_alloc.rl.allocators",

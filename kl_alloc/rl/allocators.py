@@ -24,6 +24,8 @@ An allocator is a small object with two methods and one attribute:
   commits only the first k agents of the order this round, and ``Allocation.remaining`` lists
   the agents to measure and allocate again afterwards, against the new M and the budget left
   (HATRPO-G re-scoring); by default the whole order is committed and the iteration ends.
+  :func:`checked_allocation` checks the result first (:class:`AllocationError` if the update
+  cannot commit it).
 - ``carry_leftover``: budget an agent leaves unused (its line search stopped below its radius,
   or found nothing) flows to the next agent committed (see :class:`BudgetTracker`). Every
   allocator takes it; ``TrainerConfig.carry`` overrides each method's own default.
@@ -76,6 +78,71 @@ class Allocation:
     @classmethod
     def of(cls, result: Allocation | tuple[np.ndarray, np.ndarray]) -> Allocation:
         return result if isinstance(result, Allocation) else cls(*result)
+
+
+class AllocationError(ValueError):
+    """An allocator's ``allocate`` returned what the update cannot commit: the message names the
+    allocator and the problem."""
+
+
+def checked_allocation(result, signals: AllocationSignals, allocator) -> Allocation:
+    """``result`` of ``allocator.allocate(signals)`` as an :class:`Allocation`, after checking
+    it: ``order`` distinct agents among ``signals.candidates`` (agents already updated this
+    iteration are not), ``deltas`` ``n_agents`` entries, finite and >= 0 for the agents
+    committed, ``commit`` in 0..len(order), ``remaining`` candidates not committed. Raises
+    :class:`AllocationError`. Returns ``result`` itself when it is an Allocation."""
+    who = f"{type(allocator).__name__}.allocate"
+    if isinstance(result, Allocation):
+        alloc = result
+    else:
+        try:
+            order, deltas = result
+        except (TypeError, ValueError):
+            raise AllocationError(
+                f"{who} returned {type(result).__name__}; expected an Allocation or a tuple "
+                "(order, deltas)"
+            ) from None
+        alloc = Allocation(order, deltas)
+
+    def fail(what: str) -> AllocationError:
+        return AllocationError(f"{who}: {what}")
+
+    n = signals.n_agents
+    cand = {int(c) for c in signals.candidates}
+    order = np.asarray(alloc.order)
+    if order.ndim != 1 or (order.size and not np.issubdtype(order.dtype, np.integer)):
+        raise fail(f"order must be a 1-D sequence of agent indices, got {alloc.order!r}")
+    agents = [int(i) for i in order]
+    if len(set(agents)) != len(agents):
+        raise fail(f"order {agents} lists an agent twice")
+    if stray := [i for i in agents if i not in cand]:
+        raise fail(
+            f"order names agent(s) {stray} that are not candidates this round {sorted(cand)} "
+            f"(n_agents = {n}; an agent already updated this iteration is not one)"
+        )
+    try:
+        deltas = np.asarray(alloc.deltas, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise fail(f"deltas must be numbers, got {alloc.deltas!r}") from None
+    if deltas.shape != (n,):
+        raise fail(f"deltas must have one entry per agent, shape ({n},), got {deltas.shape}")
+    if alloc.commit is not None and not (
+        isinstance(alloc.commit, int | np.integer) and 0 <= alloc.commit <= len(agents)
+    ):
+        raise fail(f"commit must be None or an int in 0..{len(agents)}, got {alloc.commit!r}")
+    committed = alloc.committed
+    ok = np.isfinite(deltas) & (deltas >= 0)
+    bad = [(i, float(deltas[i])) for i in committed if not ok[i]]
+    if bad:
+        raise fail(f"the radius of every committed agent must be finite and >= 0, got {bad}")
+    if alloc.remaining is not None:
+        rest = [int(i) for i in alloc.remaining]
+        if len(set(rest)) != len(rest) or not set(rest) <= cand - set(committed):
+            raise fail(
+                f"remaining {rest} must list distinct candidates {sorted(cand)} not committed "
+                f"this round {committed}"
+            )
+    return alloc
 
 
 def _carry(config, default: bool) -> bool:

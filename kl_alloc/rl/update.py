@@ -42,7 +42,12 @@ import numpy as np
 import torch
 from torch.func import functional_call
 
-from kl_alloc.rl.allocators import Allocation, AllocationSignals, Allocator, BudgetTracker
+from kl_alloc.rl.allocators import (
+    AllocationSignals,
+    Allocator,
+    BudgetTracker,
+    checked_allocation,
+)
 from kl_alloc.rl.fisher import GaussNewtonFisher
 from kl_alloc.rl.policies import Categorical, DiagGaussian, Policy
 from kl_alloc.rl.trpo import (
@@ -416,7 +421,7 @@ class SequentialUpdate:
             signals = alloc.measure(ctx)
             ctx.log_signals(signals)
             t0 = time.perf_counter()
-            allocation = Allocation.of(alloc.allocate(signals))
+            allocation = checked_allocation(alloc.allocate(signals), signals, alloc)
             solver_seconds += time.perf_counter() - t0
             committed = allocation.committed
             if not committed:

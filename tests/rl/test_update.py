@@ -8,6 +8,8 @@ from hypothesis import strategies as st
 
 from kl_alloc.envs import make_env
 from kl_alloc.rl import (
+    Allocation,
+    AllocationError,
     AllocationSignals,
     Allocator,
     BudgetTracker,
@@ -17,6 +19,7 @@ from kl_alloc.rl import (
     UniformAllocator,
     WaterFillAllocator,
 )
+from kl_alloc.rl.allocators import checked_allocation
 from kl_alloc.rl.trpo import flat_params
 from kl_alloc.rl.update import AgentBatch, SequentialUpdate
 
@@ -338,3 +341,56 @@ def test_a_sibling_update_overrides_only_the_agent_step():
         assert rec["budget_used"] <= rec["delta_total"]
     after = [flat_params(p) for p in trainer.policies]
     assert any(not torch.equal(a, b) for a, b in zip(after, before, strict=True))
+
+
+_D = np.full(4, 0.01)
+
+
+@pytest.mark.parametrize(
+    "result, message",
+    [
+        (None, "returned NoneType; expected an Allocation or a tuple (order, deltas)"),
+        ((np.array([0, 1, 0]), _D), "lists an agent twice"),
+        ((np.array([0, 9]), _D), "agent(s) [9] that are not candidates this round [0, 1, 2]"),
+        ((np.array([3]), _D), "agent(s) [3] that are not candidates"),  # updated already
+        ((np.array([0.0, 1.0]), _D), "order must be a 1-D sequence of agent indices"),
+        ((np.array([0, 1]), np.full(6, 0.01)), "shape (4,), got (6,)"),
+        ((np.array([0, 1]), np.array([0.01, np.nan, 0, 0])), "[(1, nan)]"),
+        ((np.array([1]), np.array([0.01, -0.01, 0, 0])), "finite and >= 0, got [(1, -0.01)]"),
+        (Allocation(np.array([0, 1]), _D, commit=3), "commit must be None or an int in 0..2"),
+        (Allocation(np.array([0, 1]), _D, commit=1, remaining=[0, 2]), "remaining [0, 2]"),
+    ],
+)
+def test_an_allocation_the_update_cannot_commit_is_refused(result, message):
+    signals = AllocationSignals(
+        candidates=np.arange(3), n_agents=4, budget=0.04, rng=np.random.default_rng(0)
+    )
+    with pytest.raises(AllocationError, match="_FixedSplit.allocate") as info:
+        checked_allocation(result, signals, _FixedSplit())
+    assert message in str(info.value)
+
+
+def test_a_valid_allocation_passes_unchanged():
+    signals = AllocationSignals(
+        candidates=np.arange(3), n_agents=4, budget=0.04, rng=np.random.default_rng(0)
+    )
+    a = Allocation(np.array([2, 0]), np.array([0.01, 0, 0.0, 0]), commit=1, remaining=[0, 1])
+    assert checked_allocation(a, signals, _FixedSplit()) is a
+    # the plain tuple; a NaN radius of an agent not committed is nobody's business
+    b = checked_allocation(([1], [np.nan, 0.02, 0, 0]), signals, _FixedSplit())
+    assert b.committed == [1]
+
+
+def test_the_trainer_refuses_a_rule_that_lists_an_agent_twice():
+    class Twice(_FixedSplit):
+        def allocate(self, signals):
+            order, deltas = super().allocate(signals)
+            return np.array([1, 0, 1]), deltas
+
+    trainer = Trainer(
+        make_env("matrix", num_envs=200, action_counts=[3, 3]),
+        config=TrainerConfig.for_env("matrix", num_envs=200),
+        allocator=Twice(),
+    )
+    with pytest.raises(AllocationError, match=r"order \[1, 0, 1\] lists an agent twice"):
+        trainer.learn(200, progress=False)

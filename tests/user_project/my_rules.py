@@ -47,3 +47,22 @@ class HalfRadiusUniform(UniformAllocator):
     """HATRPO's uniform split, run by :class:`HalfRadiusUpdate`."""
 
     update_class = HalfRadiusUpdate
+
+
+# -- mistakes a user can make, which must be one clear line, not a traceback or a silent wrong
+# update (tests/test_plugins.py) --
+
+
+class TwiceListed(Allocator):
+    """Lists agent 0 twice: the second step would overwrite the record of the first."""
+
+    def allocate(self, signals: AllocationSignals):
+        cand = np.asarray(signals.candidates)
+        deltas = np.zeros(signals.n_agents)
+        deltas[cand] = signals.budget / (2 * len(cand))
+        return np.concatenate([cand, cand[:1]]), deltas
+
+
+def not_a_rule(config):
+    """A factory that returns something other than an allocator."""
+    return 42
