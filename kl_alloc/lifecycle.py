@@ -259,7 +259,7 @@ class Plan:
     action: str
     spec: RunSpec
     out: Path
-    steps: int
+    steps: int  # the target env steps; ``finished``: the steps the run reached
 
 
 #: config fields that never change a number (how the work is spread): a resumed run may use
@@ -329,7 +329,7 @@ def plan(
     if not (out / SPEC_FILE).exists() and steps is None and state.finished_steps is not None:
         target = max(target, state.finished_steps)  # an old run: its own length, not the default
     if state.finished_steps is not None and state.finished_steps >= target:
-        return Plan("finished", stored, out, target)
+        return Plan("finished", stored, out, state.finished_steps)
     return Plan("resume" if state.has_checkpoint else "restart", stored, out, target)
 
 

@@ -147,7 +147,12 @@ def test_refuses_a_directory_that_is_not_a_run(capsys, tmp_path):
 
 def test_resume_of_a_finished_run_is_a_no_op(finished_run, capsys):
     assert run_cli("train", "--out", finished_run, "--resume", "--steps", STEPS) == 0
-    assert "already finished" in capsys.readouterr().out
+    assert f"already finished ({STEPS} env steps); a larger --steps" in capsys.readouterr().out
+    assert len(read_progress(finished_run)) == 2
+    # a smaller --steps: the run's own steps are reported, and that it is not cut short
+    assert run_cli("train", "--out", finished_run, "--resume", "--steps", STEPS // 2) == 0
+    out = capsys.readouterr().out
+    assert f"already finished ({STEPS} env steps); --steps {STEPS // 2} does not shorten" in out
     assert len(read_progress(finished_run)) == 2
 
 
@@ -275,6 +280,8 @@ def test_config_lists_every_key(capsys):
     out = capsys.readouterr().out
     for key in ("delta_total", "wf_floor", "greedy_eps", "rescore", "num_envs (int) = 4000"):
         assert key in out
+    # and what env_kwargs can hold: the env factory's keywords, not the env workers' copy_offset
+    assert "env_kwargs of 'matrix': action_counts, paying_action, payoff (set with" in out
 
 
 def test_python_dash_m_works():

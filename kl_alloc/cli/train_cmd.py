@@ -191,7 +191,15 @@ def cmd_train(args: argparse.Namespace) -> int:
         _new_run_spec(spec)
         p = plan(out, spec, resume=args.resume, force=args.force, steps=args.steps, given=given)
     if p.action == "finished":
-        print(f"{out}: already finished ({p.steps} env steps); a larger --steps extends it")
+        shorter = args.steps is not None and args.steps < p.steps
+        print(
+            f"{out}: already finished ({p.steps} env steps); "
+            + (
+                f"--steps {args.steps} does not shorten it"
+                if shorter
+                else "a larger --steps extends it"
+            )
+        )
         return 0
     from kl_alloc.rl.callbacks import ProgressBar, chain, import_wandb, run_loggers
 
