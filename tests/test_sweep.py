@@ -92,7 +92,7 @@ def test_spec_expands_the_grid(tmp_path):
         ("bogus = 1\n[sweep]\nsteps = 1\n[tasks.m]\nenv='matrix'", r"'bogus' in the top level"),
         (
             "[sweep]\nsteps = 1\n[tasks.m]\nenv='matrix'\n[config]\ndeltaa = 0.1",
-            r"config\.deltaa: unknown config key; did you mean delta",
+            r"\[config\]\.deltaa: unknown config key; did you mean delta",
         ),
         ("[sweep]\nsteps = 1\n[tasks.m]\nenv='matrix'\nenvkw = 1", r"'envkw' in \[tasks.m\]"),
         (
@@ -102,7 +102,16 @@ def test_spec_expands_the_grid(tmp_path):
         ("[sweep]\nsteps = 1\n[tasks.m]\nenv='matrix'\n[grid]\ndelta = 0.1", r"non-empty list"),
         (
             "[sweep]\nsteps = 1\n[tasks.m]\nenv='matrix'\n[grid]\ndelta = ['a']",
-            r"grid\.delta: expected a number, got 'a'",
+            r"\[grid\]\.delta: expected a number, got 'a'",
+        ),
+        (  # the table's name whole: [tasks.m].config.delta, not tasks.m].config.delta
+            "[sweep]\nsteps = 1\n[tasks.m]\nenv='matrix'\nconfig = { delta = 'x' }",
+            r": \[tasks\.m\]\.config\.delta: expected a number",
+        ),
+        (
+            "[sweep]\nsteps = 1\n[tasks.m]\nenv='matrix'\n[methods.hatrpo]\n"
+            "grid = { nosuch = [1, 2] }",
+            r": \[methods\.hatrpo\]\.grid\.nosuch: unknown config key",
         ),
         ("[sweep]\nsteps = 1\n[tasks.m]\nenv='matrix'\n[config]\ndelta = -1.0", r"delta must be"),
         ("[sweep]\nsteps = 1\n[tasks.m]\nenv='matrix'\n[methods.x]", r"methods.x\]\.algo"),
@@ -121,7 +130,9 @@ def test_spec_expands_the_grid(tmp_path):
         ("[sweep\nsteps = 1", r"not valid TOML"),
         (
             "[sweep]\nsteps = 1\n[tasks.m]\nenv='matrix'\nenv_kwargs = { k = 3 }",
-            r"tasks.m\]\.env_kwargs: env 'matrix' does not take 'k'; it accepts",
+            # copy_offset is the env workers' (kl_alloc.envs.workers), not listed to a user
+            r"tasks.m\]\.env_kwargs: env 'matrix' does not take 'k'; it accepts: "
+            r"action_counts, paying_action, payoff$",
         ),
         ("[sweep]\nsteps = 1\n[tasks.m]\nenv='matrix'\npreset = 'fast'", r"no preset 'fast'"),
         (

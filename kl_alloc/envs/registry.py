@@ -178,9 +178,10 @@ def check_env_kwargs(name: str, kwargs: Mapping[str, Any]) -> None:
         return
     unknown = sorted(set(kwargs) - set(accepted))
     if unknown:
+        own = [k for k in accepted if k != "copy_offset"]  # set by the env workers, not by users
         raise ValueError(
             f"env {name!r} does not take {', '.join(repr(k) for k in unknown)}; "
-            f"it accepts: {', '.join(accepted) or 'nothing'}"
+            f"it accepts: {', '.join(own) or 'nothing'}"
         )
 
 

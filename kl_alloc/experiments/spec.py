@@ -181,7 +181,7 @@ def _check_overrides(data: Any, where: str, source: str, grid: bool) -> dict[str
 
     data = dict(_table(data, where, source))
     hints = config_types()
-    prefix = f"{source}: {where.strip('[]')}."
+    prefix = f"{source}: {where}."
     out: dict[str, Any] = {}
     for key, value in data.items():
         if grid and (not isinstance(value, list) or not value):
