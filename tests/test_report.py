@@ -38,7 +38,7 @@ def test_bootstrap_mean_ci_is_seeded_and_covers_the_mean():
     lo, hi = bootstrap_mean_ci(x, 2000, seed=0)
     assert lo < x.mean() < hi
     assert (lo, hi) == bootstrap_mean_ci(x, 2000, seed=0)
-    assert bootstrap_mean_ci([2.0], 100) == (2.0, 2.0)
+    assert all(math.isnan(v) for v in bootstrap_mean_ci([2.0], 100))  # one run: no interval
     assert all(math.isnan(v) for v in bootstrap_mean_ci([], 100))
 
 
@@ -51,6 +51,11 @@ def test_bootstrap_improvement_point_values():
     # a negative baseline: the improvement is still relative to its magnitude
     neg = bootstrap_improvement([-1.0, -1.0], [-2.0, -2.0], 100)
     assert neg["improvement"] == pytest.approx(0.5)
+    # one run on either side: the point, but no interval (it would be zero-width on one run)
+    for x, y in (([1.1], [1.0, 0.9]), ([1.1, 1.2], [1.0])):
+        one = bootstrap_improvement(x, y, 100)
+        assert math.isfinite(one["improvement"])
+        assert math.isnan(one["imp_lo"]) and math.isnan(one["imp_hi"])
 
 
 def test_summaries_guess_swept_fields_without_trial_json(runs):

@@ -275,9 +275,10 @@ def spread(values: Sequence[float | None]) -> dict[str, Any]:
 def bootstrap_mean_ci(
     values: Sequence[float], resamples: int = RESAMPLES, seed: int = 0
 ) -> tuple[float, float]:
-    """95% percentile-bootstrap interval of the mean (a single value: a zero-width interval)."""
+    """95% percentile-bootstrap interval of the mean; NaN with fewer than 2 values (one value
+    resamples to itself: a zero-width interval would claim a precision that is not there)."""
     x = np.asarray(values, np.float64)
-    if x.size == 0:
+    if x.size < 2:
         return (math.nan, math.nan)
     rng = np.random.default_rng(seed)
     means = x[rng.integers(0, x.size, (resamples, x.size))].mean(axis=1)
@@ -314,7 +315,8 @@ def bootstrap_improvement(
     values: Sequence[float], base: Sequence[float], resamples: int = RESAMPLES, seed: int = 0
 ) -> dict[str, float]:
     """(mean - mean_base) / |mean_base| and var / var_base with 95% bootstrap intervals (the
-    two samples resampled independently)."""
+    two samples resampled independently; NaN with fewer than 2 runs a side, and for the
+    variance ratio fewer than :data:`MIN_SEEDS_VAR_CI`)."""
     a, b = np.asarray(values, np.float64), np.asarray(base, np.float64)
     out = {
         k: math.nan for k in ("improvement", "imp_lo", "imp_hi", "var_ratio", "var_lo", "var_hi")
@@ -328,6 +330,9 @@ def bootstrap_improvement(
     with np.errstate(divide="ignore", invalid="ignore"):
         if mb != 0:
             out["improvement"] = float((a.mean() - mb) / abs(mb))
+        # one run on a side resamples to itself: its interval would claim a precision that
+        # is not there (one run each gave "+5.5% [+5.5%, +5.5%]")
+        if mb != 0 and a.size > 1 and b.size > 1:
             imp = (ra.mean(axis=1) - rb.mean(axis=1)) / np.abs(rb.mean(axis=1))
             out["imp_lo"], out["imp_hi"] = (float(v) for v in np.nanquantile(imp, [0.025, 0.975]))
         if a.size > 1 and b.size > 1:
