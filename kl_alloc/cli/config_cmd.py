@@ -43,4 +43,33 @@ def cmd_config(args: argparse.Namespace) -> int:
         print(f"  {f.name} ({tname or tp}) = {value!r}{used}")
         if f.name in docs:
             print(f"      {docs[f.name]}")
+    if args.env:
+        print(f"\n{env_keywords_line(args.env)}")
     return 0
+
+
+def env_keywords_line(env: str) -> str:
+    """What ``env_kwargs`` can hold for ``env``: its factory's own keywords."""
+    import inspect
+
+    from kl_alloc.envs.registry import get_env_entry
+
+    factory = get_env_entry(env).load_factory()
+    try:
+        params = list(inspect.signature(factory).parameters.values())
+    except (TypeError, ValueError):
+        return f"env_kwargs of {env!r}: its factory's signature cannot be read"
+    skip = ("self", "num_envs", "seed", "copy_offset")  # the trainer's and the env workers'
+    own = [
+        p.name
+        for p in params
+        if p.name not in skip and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+    ]
+    text = ", ".join(own) or "none"
+    if any(p.kind is p.VAR_KEYWORD for p in params):
+        text += (
+            ", and any other keyword its factory passes on"
+            if own
+            else "; any keyword its factory passes on"
+        )
+    return f"env_kwargs of {env!r}: {text} (set with --set 'env_kwargs={{\"name\": value}}')"

@@ -148,12 +148,14 @@ def water_fill(
     WaterFillResult
         ``delta, level, iterations, converged, residual, status`` (see its docstring).
 
-    Degenerate cases: ``total == 0`` or ``sum(lower) >= total`` -> ``delta = lower``, level 0; all
+    Degenerate cases: ``total == 0`` or ``sum(lower) >= total`` (within rounding: up to
+    ``2 (n + 1) eps sum(lower)`` above ``total``, eps = 2**-52) -> ``delta = lower``, level 0; all
     weights zero -> ``delta = lower``, status 3; upper bounds of the positive-weight agents
     summing to less than ``total`` -> those agents at ``upper``, zero-weight agents at ``lower``,
     status 2; n = 0 -> empty delta (status 3). Raises ``ValueError`` naming the argument for
-    NaN/inf, negative weights/floors/lower/total, ``upper < lower``, ``sum(lower) > total``, a
-    non-numeric dtype or a shape that does not broadcast. Inputs are never modified.
+    NaN/inf, negative weights/floors/lower/total, ``upper < lower``, ``sum(lower) > total``
+    beyond that rounding allowance, a non-numeric dtype or a shape that does not broadcast.
+    Inputs are never modified.
     """
     # fast path: see _FAST above; a status < 0 (a bad value, a length to broadcast, a long row,
     # out overlapping an input) is redone by the general path, which raises the error message or
