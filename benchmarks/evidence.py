@@ -158,7 +158,7 @@ def control_attribution(
 
 def attribution_lines(entries: list[dict[str, Any]]) -> list[str]:
     """The README's control tables (one per control task) from :func:`control_attribution`."""
-    from kl_alloc.analysis.tables import format_table, interval_text
+    from kl_alloc.analysis.tables import format_table, interval_text, separation
 
     lines: list[str] = []
     for e in entries:
@@ -173,8 +173,10 @@ def attribution_lines(entries: list[dict[str, Any]]) -> list[str]:
         rows = [[g["label"], len(g["final"]), interval_text(g["iqm"], 5)] for g in e["groups"]]
         lines.append(format_table(["group", "runs", "IQM [95% CI]"], rows))
         if e["comparisons"]:
-            rows = [[f"{c['x']} > {c['y']}", interval_text(c["poi"])] for c in e["comparisons"]]
-            lines += ["", format_table(["comparison", "P(X > Y) [95% CI]"], rows)]
+            rows = [[f"{c['x']} > {c['y']}", interval_text(c["poi"]), separation(c["poi"])]
+                    for c in e["comparisons"]]  # fmt: skip
+            head = ["comparison", "P(X > Y) [95% CI]", "X vs Y: interval says"]
+            lines += ["", format_table(head, rows)]
     return lines
 
 
@@ -244,27 +246,13 @@ def _finite_or_none(x: Any) -> float | None:
     return float(x) if isinstance(x, int | float) and math.isfinite(x) else None
 
 
-def _bounds(interval: dict[str, Any] | None) -> tuple[float, float] | None:
-    """``(lo, hi)`` of an interval dict, None when either is missing or not finite."""
-    lo, hi = (
-        _finite_or_none((interval or {}).get("lo")),
-        _finite_or_none((interval or {}).get("hi")),
-    )
-    return None if lo is None or hi is None else (lo, hi)
-
-
-def _separates(poi: dict[str, Any] | None) -> str:
-    """What an interval of P(X > Y) says: X > Y when it lies above 0.5, X < Y below it."""
-    if (b := _bounds(poi)) is None:
-        return "too few runs"
-    return "higher" if b[0] > 0.5 else "lower" if b[1] < 0.5 else "no separation"
-
-
 def claim_rows(summary: dict[str, Any], baseline: str = "hatrpo") -> list[dict[str, Any]]:
     """Per main task, what the published claims are about: each other method's mean final
     score against the baseline's ((mean - mean_H) / |mean_H| with its 95% bootstrap interval),
     P(X > H) with its interval and what that interval says, and var(G) / var(W) across seeds
     with its interval (the claim: ~1.39). Groups without swept values only."""
+    from kl_alloc.analysis.tables import separation
+
     out = []
     for task in summary["report"]["tasks"]:
         if task["task"] not in summary["main_tasks"]:
@@ -285,7 +273,7 @@ def claim_rows(summary: dict[str, Any], baseline: str = "hatrpo") -> list[dict[s
                     "hi": _finite_or_none(r.get("imp_hi")),
                 },
                 "poi": p,
-                "verdict": _separates(p),
+                "verdict": separation(p),
             }
         entry["var_g_over_w"] = var.get(("hatrpo-g", "hatrpo-w"))
         out.append(entry)
@@ -294,14 +282,14 @@ def claim_rows(summary: dict[str, Any], baseline: str = "hatrpo") -> list[dict[s
 
 def claim_lines(claims: list[dict[str, Any]]) -> list[str]:
     """The README's table of the MuJoCo / MPE claims from :func:`claim_rows`."""
-    from kl_alloc.analysis.tables import format_table, interval_text
+    from kl_alloc.analysis.tables import format_table, interval_bounds, interval_text
     from kl_alloc.methods import method_label
 
     def pct(d: dict[str, Any] | None) -> str:
         if not d or d.get("value") is None or not math.isfinite(d["value"]):
             return "-"
         text = f"{100 * d['value']:+.1f}%"
-        if (b := _bounds(d)) is not None:
+        if (b := interval_bounds(d)) is not None:
             text += f" [{100 * b[0]:+.1f}, {100 * b[1]:+.1f}]"
         return text
 
@@ -313,7 +301,7 @@ def claim_lines(claims: list[dict[str, Any]]) -> list[str]:
                          interval_text(d["poi"]), d["verdict"]])  # fmt: skip
         v = c.get("var_g_over_w") or {}
         if v.get("value") is not None:
-            b = _bounds(v)
+            b = interval_bounds(v)
             if b is None:
                 says = "too few runs"
             else:

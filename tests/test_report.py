@@ -104,3 +104,17 @@ def test_report_command(runs, tmp_path, capsys):
     assert "final expected_reward" in capsys.readouterr().out
     assert not (tmp_path / "r" / "allocation.png").exists()
     assert cli_main(["report", str(tmp_path / "missing")]) == 2
+
+
+def test_what_an_interval_of_p_says():
+    from kl_alloc.analysis.tables import poi_table, separation
+
+    assert separation({"value": 0.9, "lo": 0.6, "hi": 1.0}) == "higher"
+    assert separation({"value": 0.1, "lo": 0.0, "hi": 0.45}) == "lower"
+    assert separation({"value": 0.8, "lo": 0.5, "hi": 1.0}) == "no separation"  # touches 0.5
+    assert separation({"value": 1.0, "lo": math.nan, "hi": math.nan}) == "too few runs"
+    assert separation(None) == "too few runs"
+    table = poi_table(
+        [{"x": "hatrpo-w", "y": "hatrpo", "params": {}, "poi": {"value": 0.9, "lo": 0.6, "hi": 1}}]
+    )
+    assert "| HATRPO-W > HATRPO | -     | 0.9 [0.6, 1] | higher" in table

@@ -372,6 +372,8 @@ def test_evidence_claims_table(sweep_runs, tmp_path):
     assert "| 5/5/4 " in row and "+30." in row and "higher" in row
     var = [ln for ln in text.splitlines() if ln.startswith("| a ") and "var(G) / var(W)" in ln][0]
     assert any(s in var for s in ("1.39 inside", "1.39 above it", "1.39 below it")), var
-    assert evidence._separates({"value": 0.6, "lo": 0.3, "hi": 0.9}) == "no separation"
-    assert evidence._separates({"value": 0.1, "lo": 0.0, "hi": 0.4}) == "lower"
-    assert evidence._separates({"value": 0.5, "lo": None, "hi": None}) == "too few runs"
+    from kl_alloc.analysis.tables import separation  # what the verdict column uses
+
+    assert separation({"value": 0.6, "lo": 0.3, "hi": 0.9}) == "no separation"
+    assert separation({"value": 0.1, "lo": 0.0, "hi": 0.4}) == "lower"
+    assert separation({"value": 0.5, "lo": None, "hi": None}) == "too few runs"

@@ -139,6 +139,35 @@ def interval_text(d: dict[str, Any] | None, digits: int = 3) -> str:
     return f"{text} [{_f(d.get('lo'), digits)}, {_f(d.get('hi'), digits)}]"
 
 
+def interval_bounds(interval: dict[str, Any] | None) -> tuple[float, float] | None:
+    """``(lo, hi)`` of an interval dict, None when either is missing or not finite."""
+    lo, hi = ((interval or {}).get(k) for k in ("lo", "hi"))
+    ok = all(isinstance(v, int | float) and math.isfinite(v) for v in (lo, hi))
+    return (float(lo), float(hi)) if ok else None
+
+
+def separation(poi: dict[str, Any] | None) -> str:
+    """What an interval of P(X > Y) says: ``higher`` (it lies above 0.5), ``lower`` (below),
+    ``no separation`` (it contains 0.5), ``too few runs`` (no interval)."""
+    if (b := interval_bounds(poi)) is None:
+        return "too few runs"
+    return "higher" if b[0] > 0.5 else "lower" if b[1] < 0.5 else "no separation"
+
+
+def poi_table(comparisons: Sequence[dict[str, Any]]) -> str:
+    """P(X > Y) with its interval and what the interval says, one row per comparison."""
+    rows = [
+        [
+            f"{method_label(c['x'])} > {method_label(c['y'])}",
+            params_label(c["params"]) or "-",
+            interval_text(c["poi"]),
+            separation(c["poi"]),
+        ]
+        for c in comparisons
+    ]
+    return format_table(["P(X > Y)", "swept", "P [95% CI]", "X vs Y: interval says"], rows)
+
+
 def runs_used_line(report: dict[str, Any]) -> str:
     """Which runs the statistics use (finished only, all as far as they got, or a common
     step count), and the final-score window."""
@@ -179,15 +208,7 @@ def robust_task_tables(task: dict[str, Any]) -> list[str]:
     headers = ["group", "runs used/found", "unfinished used", "steps reached", "mean", "IQM [95%]"]
     lines += ["", format_table(headers, rows)]
     if task["comparisons"]:
-        poi = [
-            [
-                f"{method_label(c['x'])} > {method_label(c['y'])}",
-                params_label(c["params"]) or "-",
-                interval_text(c["poi"]),
-            ]
-            for c in task["comparisons"]
-        ]
-        lines += ["", format_table(["P(X > Y)", "swept", "P [95% CI]"], poi)]
+        lines += ["", poi_table(task["comparisons"])]
     if task.get("variance"):
         var = [
             [
@@ -218,15 +239,7 @@ def aggregate_lines(agg: dict[str, Any] | None) -> list[str]:
     ]
     lines.append(format_table(["group", "runs per task", "IQM [95% CI]"], rows))
     if agg["comparisons"]:
-        poi = [
-            [
-                f"{method_label(c['x'])} > {method_label(c['y'])}",
-                params_label(c["params"]) or "-",
-                interval_text(c["poi"]),
-            ]
-            for c in agg["comparisons"]
-        ]
-        lines += ["", format_table(["P(X > Y)", "swept", "P [95% CI]"], poi)]
+        lines += ["", poi_table(agg["comparisons"])]
     return lines + [""]
 
 
