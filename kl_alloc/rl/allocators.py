@@ -89,7 +89,7 @@ def checked_allocation(result, signals: AllocationSignals, allocator) -> Allocat
     """``result`` of ``allocator.allocate(signals)`` as an :class:`Allocation`, after checking
     it: ``order`` distinct agents among ``signals.candidates`` (agents already updated this
     iteration are not), ``deltas`` ``n_agents`` entries, finite and >= 0 for the agents
-    committed, ``commit`` in 0..len(order), ``remaining`` candidates not committed. Raises
+    committed, ``commit`` None or >= 0, ``remaining`` candidates not committed. Raises
     :class:`AllocationError`. Returns ``result`` itself when it is an Allocation."""
     who = f"{type(allocator).__name__}.allocate"
     if isinstance(result, Allocation):
@@ -126,10 +126,12 @@ def checked_allocation(result, signals: AllocationSignals, allocator) -> Allocat
         raise fail(f"deltas must be numbers, got {alloc.deltas!r}") from None
     if deltas.shape != (n,):
         raise fail(f"deltas must have one entry per agent, shape ({n},), got {deltas.shape}")
+    # commit = k takes the first k of the order, fewer when it is shorter (HATRPO-G asks for
+    # 1 of an empty order when no probe gained anything: the iteration then ends)
     if alloc.commit is not None and not (
-        isinstance(alloc.commit, int | np.integer) and 0 <= alloc.commit <= len(agents)
+        isinstance(alloc.commit, int | np.integer) and alloc.commit >= 0
     ):
-        raise fail(f"commit must be None or an int in 0..{len(agents)}, got {alloc.commit!r}")
+        raise fail(f"commit must be None or an int >= 0, got {alloc.commit!r}")
     committed = alloc.committed
     ok = np.isfinite(deltas) & (deltas >= 0)
     bad = [(i, float(deltas[i])) for i in committed if not ok[i]]

@@ -357,7 +357,8 @@ _D = np.full(4, 0.01)
         ((np.array([0, 1]), np.full(6, 0.01)), "shape (4,), got (6,)"),
         ((np.array([0, 1]), np.array([0.01, np.nan, 0, 0])), "[(1, nan)]"),
         ((np.array([1]), np.array([0.01, -0.01, 0, 0])), "finite and >= 0, got [(1, -0.01)]"),
-        (Allocation(np.array([0, 1]), _D, commit=3), "commit must be None or an int in 0..2"),
+        (Allocation(np.array([0, 1]), _D, commit=-1), "commit must be None or an int >= 0"),
+        (Allocation(np.array([0, 1]), _D, commit=1.0), "commit must be None or an int >= 0"),
         (Allocation(np.array([0, 1]), _D, commit=1, remaining=[0, 2]), "remaining [0, 2]"),
     ],
 )
@@ -379,6 +380,10 @@ def test_a_valid_allocation_passes_unchanged():
     # the plain tuple; a NaN radius of an agent not committed is nobody's business
     b = checked_allocation(([1], [np.nan, 0.02, 0, 0]), signals, _FixedSplit())
     assert b.committed == [1]
+    # commit 1 of an empty order (HATRPO-G when no probe gained anything): nothing to commit,
+    # the iteration ends; not an error
+    empty = Allocation(np.array([], dtype=np.int64), np.zeros(4), commit=1, remaining=[])
+    assert checked_allocation(empty, signals, _FixedSplit()).committed == []
 
 
 def test_the_trainer_refuses_a_rule_that_lists_an_agent_twice():
@@ -394,3 +399,14 @@ def test_the_trainer_refuses_a_rule_that_lists_an_agent_twice():
     )
     with pytest.raises(AllocationError, match=r"order \[1, 0, 1\] lists an agent twice"):
         trainer.learn(200, progress=False)
+
+
+def test_greedy_runs_on_when_no_probe_gains_anything():
+    """Near the matrix game's optimum every probe can gain nothing: HATRPO-G then asks to
+    commit 1 agent of an empty order, and the iteration ends without an update (seed 3 gets
+    there at iteration 25). A regression test: the allocation check once refused that."""
+    trainer = Trainer("matrix", algo="hatrpo-g", seed=3)
+    trainer.learn(30 * 4000, progress=False)
+    assert len(trainer.history) == 30
+    assert any(rec["order"] == [] for rec in trainer.history)
+    assert trainer.history[-1]["expected_reward"] > 0.999
