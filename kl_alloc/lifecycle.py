@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from kl_alloc.rl.config import EXECUTION_FIELDS
 from kl_alloc.rundir import RUN_FILES, SPEC, TB_DIR, TMP_SUFFIX, WANDB_DIR, WANDB_ID
 
 logger = logging.getLogger(__name__)
@@ -262,9 +263,6 @@ class Plan:
     steps: int  # the target env steps; ``finished``: the steps the run reached
 
 
-#: config fields that never change a number (how the work is spread): a resumed run may use
-#: other values than the run's own
-EXECUTION_FIELDS = ("num_workers",)
 #: RunSpec fields a resumed run must agree on when the user states them
 _RESUME_CHECKED = ("env", "algo", "seed", "preset", "utility_noise")
 

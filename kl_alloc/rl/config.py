@@ -17,6 +17,10 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+#: config fields that never change a number (how the work is spread): a resumed run may use
+#: other values than the run's own
+EXECUTION_FIELDS = ("num_workers",)
+
 
 @dataclass
 class TrainerConfig:

@@ -50,7 +50,7 @@ from kl_alloc.rl.build import (
     wrap_parallel_env,
 )
 from kl_alloc.rl.callbacks import Callback, ProgressBar, chain
-from kl_alloc.rl.config import TrainerConfig
+from kl_alloc.rl.config import EXECUTION_FIELDS, TrainerConfig
 from kl_alloc.rl.evaluation import default_eval_seed, deterministic_returns
 from kl_alloc.rl.export import PolicyPredictor, save_policy, trainer_payload, trainer_predictor
 from kl_alloc.rl.gae import compute_gae, normalize_advantages
@@ -61,19 +61,29 @@ from kl_alloc.rundir import CHECKPOINT, DONE, FORMAT_VERSION, RunWriter, write_p
 logger = logging.getLogger(__name__)
 
 
+def allocator_class(allocator: Any) -> str:
+    """``module:QualName`` of an allocator's class: what a run records of its rule."""
+    cls = type(allocator)
+    return f"{cls.__module__}:{cls.__qualname__}"
+
+
 class Trainer:
     """Trains one policy per agent and a centralised critic on a :class:`MultiAgentEnv`.
 
     Args:
         env: an env instance, or a registered name (built with ``config.num_envs`` copies), or
             a PettingZoo ``ParallelEnv`` (wrapped: ``config.num_envs`` deep copies of it).
-        algo: "hatrpo" (uniform split, random order), "hatrpo-w" (water-filling) or "hatrpo-g"
-            (greedy, re-scored); ignored for the allocation if ``allocator`` is given.
+        algo: "hatrpo" (uniform split, random order; the default), "hatrpo-w" (water-filling),
+            "hatrpo-g" (greedy, re-scored), or any method name / ``module:attr`` rule. With
+            ``allocator`` given it only names the run (default: the allocator's class,
+            ``module:QualName``).
         config: a :class:`TrainerConfig`; default: the env's preset if there is one
             (``TrainerConfig.for_env``), else the plain defaults.
         seed: seeds network initialisation, action sampling, the update order and the env.
         out_dir: the run directory (see :mod:`kl_alloc.rundir`); None = write nothing.
-        allocator: a custom :class:`~kl_alloc.rl.allocators.Allocator`.
+        allocator: a custom :class:`~kl_alloc.rl.allocators.Allocator`. The run records its
+            class; resuming needs an allocator of that class (``Trainer.resume(run_dir,
+            allocator=...)``), or one that ``algo`` builds.
         eval_env: the env :meth:`evaluate` plays on. Default: a fresh copy from the registry
             spec (envs made by ``make_env``), else a deep copy of ``env``.
 
@@ -84,7 +94,7 @@ class Trainer:
     def __init__(
         self,
         env: MultiAgentEnv | str,
-        algo: str = "hatrpo",
+        algo: str | None = None,
         config: TrainerConfig | None = None,
         seed: int = 0,
         out_dir: str | Path | None = None,
@@ -107,14 +117,17 @@ class Trainer:
         env = in_workers(env, config.num_workers)
         self.env = env
         self.config = config
-        self.algo = algo
         self.seed = int(seed)
         self.out_dir = None if out_dir is None else Path(out_dir)
         if allocator is None:
+            algo = "hatrpo" if algo is None else algo
             try:
                 allocator = make_allocator(algo, config)
             except ValueError as exc:  # unknown name or a plug-in that does not load
                 raise ValueError(f"algo: {exc}") from None
+        elif algo is None:  # the run is named after its rule, not filed under HATRPO
+            algo = allocator_class(allocator)
+        self.algo = algo
         self.allocator = allocator
         self.n_agents = env.n_agents
         self.delta_total = config.budget(self.n_agents)
@@ -437,6 +450,7 @@ class Trainer:
             "format": FORMAT_VERSION,
             "algo": self.algo,
             "allocator": self.allocator.name,
+            "allocator_class": allocator_class(self.allocator),
             "seed": self.seed,
             "env": {
                 "name": spec["name"],
@@ -508,6 +522,7 @@ class Trainer:
         return {
             "format": FORMAT_VERSION,
             "algo": self.algo,
+            "allocator_class": allocator_class(self.allocator),
             "seed": self.seed,
             "config": self.config.to_dict(),
             "env_spec": env_spec(self.env),
@@ -532,8 +547,16 @@ class Trainer:
         logger.debug("checkpoint written to %s at iteration %d", path, self.iteration)
 
     def _load_state(self, state: dict[str, Any], telemetry: bool) -> None:
-        if state["algo"] != self.algo:
-            logger.warning("checkpoint algo %r differs from %r", state["algo"], self.algo)
+        differ = self._differences(state)
+        if differ and telemetry:  # continuing a run's own logs: it must be this very run
+            raise ValueError(
+                f"resume: the checkpoint in {self.out_dir} is not this trainer's run (they differ "
+                f"in {'; '.join(differ)}): continue a run with Trainer.resume(run_dir) (a rule "
+                "passed as an object: allocator=<an instance of its class>), or choose another "
+                "out_dir"
+            )
+        if differ:  # Trainer.load: a checkpoint as the start of a new run
+            logger.warning("the checkpoint differs from this trainer in %s", "; ".join(differ))
         for policy, sd in zip(self.policies, state["policies"], strict=True):
             policy.load_state_dict(sd)
         self.critic.load_full_state_dict(state["critic"])
@@ -554,6 +577,30 @@ class Trainer:
             self._close_writer()
             offsets = state.get("telemetry_offsets")
             self._telemetry_offsets = (0, 0) if offsets is None else tuple(offsets)
+
+    def _differences(self, state: dict[str, Any]) -> list[str]:
+        """What of algo, seed, allocator class and config (but the execution fields) differs
+        between a checkpoint and this trainer."""
+
+        def norm(config: dict[str, Any]) -> dict[str, Any]:
+            plain = json.loads(json.dumps(config, default=list))
+            return {k: v for k, v in plain.items() if k not in EXECUTION_FIELDS}
+
+        out = [
+            f"{k} ({state[k]!r} there, {getattr(self, k)!r} here)"
+            for k in ("algo", "seed")
+            if state[k] != getattr(self, k)
+        ]
+        mine = allocator_class(self.allocator)
+        if state.get("allocator_class", mine) != mine:  # older checkpoints do not record it
+            out.append(f"allocator class ({state['allocator_class']} there, {mine} here)")
+        # through from_dict: an older checkpoint's config is migrated as when it is loaded
+        theirs = norm(TrainerConfig.from_dict(state["config"]).to_dict())
+        ours = norm(self.config.to_dict())
+        keys = sorted(k for k in theirs.keys() | ours.keys() if theirs.get(k) != ours.get(k))
+        if keys:
+            out.append("config " + ", ".join(f"{k} ({theirs.get(k)!r} there)" for k in keys))
+        return out
 
     def _restart_env(self, iteration: int) -> None:
         """Resume an env that cannot save its state (``env.exact_state`` False): reset its
@@ -619,10 +666,23 @@ class Trainer:
                 raise ValueError("env: this checkpoint's env was not made by make_env; pass env")
             num_workers = int(state["config"].get("num_workers", 1))
             env = make_named_env(spec["name"], num_workers, **spec["kwargs"])
+        config = TrainerConfig.from_dict(state["config"])
+        if allocator is None:
+            try:
+                allocator = make_allocator(state["algo"], config)
+            except ValueError as exc:  # a rule passed as an object, or a plug-in gone
+                what = state.get("allocator_class") or state["algo"]
+                if telemetry:
+                    raise ValueError(
+                        f"resume: the run's rule cannot be rebuilt from its algo ({exc}): pass "
+                        f"allocator=<an instance of {what}>"
+                    ) from None
+                # a checkpoint loaded to evaluate or to start a new run: said by _load_state
+                allocator = make_allocator("hatrpo", config)
         trainer = cls(
             env,
             state["algo"],
-            TrainerConfig.from_dict(state["config"]),
+            config,
             seed=state["seed"],
             out_dir=out_dir,
             allocator=allocator,

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from kl_alloc.envs import make_env
-from kl_alloc.rl import Trainer, TrainerConfig
+from kl_alloc.rl import Allocator, Trainer, TrainerConfig, UniformAllocator
 from kl_alloc.rundir import load_run, read_eval, read_progress
 
 TIMING = {"wall_time", "seconds_per_iter", "time"}
@@ -287,3 +287,77 @@ def test_progress_csv_mirrors_the_jsonl(tmp_path):
         for a in rec["agents"]:
             assert float(row[f"agent{a['agent']}_kl"]) == pytest.approx(a["kl"])
             assert row[f"agent{a['agent']}_accepted"] == str(a["accepted"])
+
+
+class _Lopsided(Allocator):
+    """A rule passed as an object: 1.5x the even share to the first candidate."""
+
+    def allocate(self, signals):
+        cand = signals.candidates
+        deltas = np.zeros(signals.n_agents)
+        deltas[cand] = signals.budget / len(cand)
+        deltas[cand[0]] *= 1.5
+        deltas[cand[1:]] *= 1 - 0.5 / max(len(cand) - 1, 1)
+        return cand, deltas
+
+
+def test_a_rule_passed_as_an_object_names_the_run_and_must_come_back_to_resume(tmp_path):
+    class Local(_Lopsided):  # no module:attr name imports it
+        pass
+
+    t = Trainer(make_env("matrix", num_envs=200), allocator=Local(), seed=0, out_dir=tmp_path)
+    t.learn(200 * 2, progress=False)
+    name = f"{__name__}:{Local.__qualname__}"
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert t.algo == config["algo"] == config["allocator_class"] == name  # not "hatrpo"
+    # its algo cannot rebuild it: resume asks for the object instead of switching to HATRPO
+    with pytest.raises(ValueError, match=r"pass allocator=<an instance of .*Local>"):
+        Trainer.resume(tmp_path)
+    with pytest.raises(ValueError, match=r"allocator class \(.*Local there, .*Uniform"):
+        Trainer.resume(tmp_path, allocator=UniformAllocator())
+    resumed = Trainer.resume(tmp_path, allocator=Local())
+    resumed.learn(200 * 3, progress=False)
+    last = read_progress(tmp_path)[-1]
+    alloc = [a["delta_alloc"] for a in last["agents"]]
+    assert alloc[0] == pytest.approx(1.5 * last["delta_total"] / 4)  # still the rule's split
+    # loading it to evaluate needs no rule (a warning says what it runs with)
+    assert Trainer.load(tmp_path / "checkpoint.pt").evaluate(1) == resumed.evaluate(1)
+
+
+def test_a_rule_class_with_an_importable_name_resumes_by_that_name(tmp_path):
+    t = Trainer(make_env("matrix", num_envs=200), allocator=_Lopsided(), out_dir=tmp_path)
+    t.learn(200 * 2, progress=False)
+    assert t.algo.endswith("test_trainer:_Lopsided")
+    resumed = Trainer.resume(tmp_path)
+    assert type(resumed.allocator).__name__ == "_Lopsided"
+
+
+def test_learn_resume_refuses_another_runs_checkpoint(tmp_path):
+    cfg = TrainerConfig.for_env("matrix", num_envs=200)
+    Trainer("matrix", algo="hatrpo-w", config=cfg, seed=0, out_dir=tmp_path).learn(
+        400, progress=False
+    )
+    before = (tmp_path / "progress.jsonl").read_text()
+    for kwargs, what in (
+        ({"algo": "hatrpo", "seed": 0, "config": cfg}, "algo ('hatrpo-w' there, 'hatrpo' here)"),
+        ({"algo": "hatrpo-w", "seed": 7, "config": cfg}, "seed (0 there, 7 here)"),
+        (
+            {
+                "algo": "hatrpo-w",
+                "seed": 0,
+                "config": TrainerConfig.for_env("matrix", num_envs=200, delta=0.05),
+            },
+            "config delta (0.01 there)",
+        ),
+    ):
+        t = Trainer("matrix", out_dir=tmp_path, **kwargs)
+        with pytest.raises(ValueError, match="not this trainer's run") as info:
+            t.learn(800, progress=False, resume=True)
+        assert what in str(info.value)
+    assert (tmp_path / "progress.jsonl").read_text() == before  # nothing written
+    # the same settings continue it
+    same = TrainerConfig.for_env("matrix", num_envs=200)
+    Trainer("matrix", algo="hatrpo-w", config=same, seed=0, out_dir=tmp_path).learn(
+        800, progress=False, resume=True
+    )
+    assert [r["iteration"] for r in read_progress(tmp_path)] == [1, 2, 3, 4]
