@@ -120,6 +120,25 @@ class RunDirError(ValueError):
     """A run directory whose files no longer match its checkpoint (one line, with the way out)."""
 
 
+def _lock(f: Any, run_dir: Path, release: bool = False) -> None:
+    """An exclusive, non-blocking lock on an open file (released by ``release``, or when it is
+    closed, also by a crash); a no-op where ``fcntl`` does not exist (Windows)."""
+    try:
+        import fcntl
+    except ImportError:
+        return
+    if release:
+        fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+        return
+    try:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        raise RunDirError(
+            f"{run_dir} is being written by another process (a training of this run is still "
+            "going): wait for it to end, or choose another out directory"
+        ) from None
+
+
 class RunWriter:
     """Appends to ``progress.jsonl`` / ``eval.jsonl`` with a flush per line."""
 
@@ -138,7 +157,16 @@ class RunWriter:
         return self.dir / EVAL
 
     def open(self, progress_offset: int | None = None, eval_offset: int | None = None) -> None:
-        """Open for appending; with offsets (a resume), first cut the files back to them."""
+        """Open for appending; with offsets (a resume), first cut the files back to them.
+        Takes an exclusive lock on ``progress.jsonl`` (held until :meth:`release` or
+        :meth:`close`, or the process ends): a second writer of the same run directory gets a
+        :class:`RunDirError` before it cuts or writes anything."""
+        progress = open(self.progress_path, "a", encoding="utf-8")  # noqa: SIM115
+        try:
+            _lock(progress, self.dir)
+        except BaseException:
+            progress.close()
+            raise
         for path, offset in ((self.progress_path, progress_offset), (self.eval_path, eval_offset)):
             if offset is None:
                 path.write_text("")
@@ -151,8 +179,19 @@ class RunWriter:
                     )
                 with open(path, "a+b") as f:
                     f.truncate(offset)
-        self._progress = open(self.progress_path, "a", encoding="utf-8")  # noqa: SIM115
+        self._progress = progress  # O_APPEND: it writes at the end, wherever that now is
         self._eval = open(self.eval_path, "a", encoding="utf-8")  # noqa: SIM115
+
+    def acquire(self) -> None:
+        """Take the run directory's lock again (after :meth:`release`); RunDirError if another
+        writer holds it."""
+        if self._progress is not None:
+            _lock(self._progress, self.dir)
+
+    def release(self) -> None:
+        """Let another writer have the run directory (the files stay open)."""
+        if self._progress is not None:
+            _lock(self._progress, self.dir, release=True)
 
     def positions(self) -> tuple[int, int]:
         """Byte offsets of both files (stored in checkpoints: the telemetry position)."""

@@ -188,3 +188,53 @@ def test_resume_may_change_the_worker_count_only(tmp_path, capsys):
     assert p.action == "resume" and p.spec.overrides["num_workers"] == 3
     err = error_line(capsys, "train", "--out", out, "--resume", "--set", "delta=0.5")
     assert "delta=0.5" in err
+
+
+def test_one_writer_per_run_directory(tmp_path):
+    from kl_alloc.rundir import RunDirError, RunWriter
+
+    first = RunWriter(tmp_path)
+    first.open()
+    first.progress({"iteration": 1})
+    with pytest.raises(RunDirError, match="being written by another process"):
+        RunWriter(tmp_path).open(0, 0)  # would cut the first writer's lines
+    assert read_progress(tmp_path) == [{"iteration": 1}]
+    first.release()  # e.g. its learn() returned: another may take the run over
+    second = RunWriter(tmp_path)
+    second.open(0, 0)
+    with pytest.raises(RunDirError):
+        first.acquire()
+    second.close()
+    first.acquire()
+    first.close()
+
+
+def test_a_second_training_of_a_running_run_is_one_line(tmp_path):
+    """Two processes on one run directory: the second refuses before it touches the files
+    (before: both ran, and progress.jsonl held iterations twice, interleaved)."""
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "kl_alloc", "train", "--no-progress", "--out", str(out)]
+    first = subprocess.Popen(
+        [*cmd, "--env", "differential", "--steps", "4000000", "--set", "checkpoint_every=1"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while not read_progress(out) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert read_progress(out), "the first training never wrote a record"
+        second = subprocess.run(
+            [*cmd, "--resume", "--steps", "4000000"], capture_output=True, text=True, timeout=300
+        )
+        assert second.returncode == 2, second.stderr[-2000:]
+        assert "being written by another process" in second.stderr
+        assert "Traceback" not in second.stderr
+    finally:
+        first.kill()
+        first.wait()
+    iterations = [r["iteration"] for r in read_progress(out)]
+    assert iterations == list(range(1, len(iterations) + 1))  # no line twice

@@ -302,6 +302,8 @@ class Trainer:
             logger.warning("%s", self._inexact_resume)
             self._inexact_resume = None
         self._open_writer()
+        if self._writer is not None:  # one process trains a run at a time (released below)
+            self._writer.acquire()
         cfg = self.config
         bar = (
             ProgressBar(total_steps, self.env_steps, f"{self.algo} s{self.seed}")
@@ -351,6 +353,8 @@ class Trainer:
         finally:
             if bar is not None:
                 bar.close()
+            if self._writer is not None:
+                self._writer.release()
         return self
 
     @property
