@@ -94,6 +94,15 @@ def test_make_report_writes_markdown_json_and_figures(runs, tmp_path):
     assert {"report.md", "report.json", "curves.png", "allocation.png", "sweep.png"} <= names
     md = (tmp_path / "rep" / "report.md").read_text()
     assert "| HATRPO-W" in md and "(baseline)" in md and "delta=0.02" in md
+    assert "vs HATRPO [95% CI]" in md and "x HATRPO" in md
+
+
+def test_the_tables_name_the_baseline_the_report_uses(runs):
+    from kl_alloc.analysis.tables import render_markdown
+
+    md = render_markdown(build_report([runs], baseline="hatrpo-w", resamples=50))
+    assert "vs HATRPO-W [95% CI]" in md and "x HATRPO-W" in md and "Baseline: HATRPO-W" in md
+    assert "vs HATRPO [" not in md and "mean_HATRPO" not in md
 
 
 def test_report_command(runs, tmp_path, capsys):

@@ -67,15 +67,15 @@ def _steps(x: Any) -> str:
 # -- a report's table ------------------------------------------------------------------------------
 
 
-def _task_headers(task: dict[str, Any], show_thr: bool, show_basin: bool) -> list[str]:
+def _task_headers(task: dict[str, Any], show_thr: bool, show_basin: bool, base: str) -> list[str]:
     headers = ["method", "swept", "runs", f"final {task['metric']} [95% CI]"]
-    headers += ["vs HATRPO [95% CI]", "var ratio [95% CI]"]
+    headers += [f"vs {base} [95% CI]", "var ratio [95% CI]"]
     if show_thr:
         headers += [f"samples to {task['threshold']:g}: median (reached); mean [95% CI]"]
         headers += ["speed-up (median)"]
     if show_basin:
         headers += ["global basin"]
-    return headers + ["s/iter", "x HATRPO", "solver share"]
+    return headers + ["s/iter", f"x {base}", "solver share"]
 
 
 def _task_line(r: dict[str, Any], show_thr: bool, show_basin: bool) -> list[str]:
@@ -115,13 +115,14 @@ def _task_line(r: dict[str, Any], show_thr: bool, show_basin: bool) -> list[str]
     ]
 
 
-def task_table(task: dict[str, Any]) -> str:
-    """One task of a report (:func:`kl_alloc.analysis.report.build_report`) as a table."""
+def task_table(task: dict[str, Any], baseline: str = "hatrpo") -> str:
+    """One task of a report (:func:`kl_alloc.analysis.report.build_report`) as a table; the
+    comparison columns are named after the report's ``baseline`` method."""
     rows = task["rows"]
     show_thr = task.get("threshold") is not None
     show_basin = any("in_basin" in r for r in rows)
     return format_table(
-        _task_headers(task, show_thr, show_basin),
+        _task_headers(task, show_thr, show_basin, method_label(baseline)),
         [_task_line(r, show_thr, show_basin) for r in rows],
     )
 
@@ -272,7 +273,7 @@ def render_markdown(report: dict[str, Any], figures: Sequence[str] = (), title: 
         + ", ".join(f"`{s}`" for s in report["sources"])
         + f". Baseline: {method_label(report['baseline'])}. Intervals: 95% percentile bootstrap "
         f"over seeds ({report['resamples']} resamples, seed {report['seed']}); improvement = "
-        "(mean - mean_HATRPO) / |mean_HATRPO|; var ratio = var / var_HATRPO across seeds (no "
+        "(mean - mean_base) / |mean_base|; var ratio = var / var_base across seeds (no "
         "interval with fewer than 5 seeds a side); samples to the threshold: median over seeds, "
         "runs that never reach it count as never "
         "(median 'never' when half or more fail); s/iter: median seconds per iteration, first "
@@ -300,7 +301,7 @@ def render_markdown(report: dict[str, Any], figures: Sequence[str] = (), title: 
             f"## {task['task']} ({task['env']}, {task['n_agents']} agents; metric: "
             f"{task['metric']})"
         )
-        lines += ["", task_table(task)]
+        lines += ["", task_table(task, report["baseline"])]
         lines += robust_task_tables(task) + [""]
     lines += aggregate_lines(report.get("aggregate"))
     if report["failed"]:
