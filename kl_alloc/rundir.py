@@ -110,9 +110,14 @@ def dumps(obj: Any) -> str:
 
 
 def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
+    """Write JSON through a synced temporary file and ``os.replace``: the file is either the
+    old one or the whole new one, also after a power loss."""
     path = Path(path)
     tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(_clean(obj), indent=2, allow_nan=False) + "\n")
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(json.dumps(_clean(obj), indent=2, allow_nan=False) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
     os.replace(tmp, path)
 
 
@@ -194,7 +199,11 @@ class RunWriter:
             _lock(self._progress, self.dir, release=True)
 
     def positions(self) -> tuple[int, int]:
-        """Byte offsets of both files (stored in checkpoints: the telemetry position)."""
+        """Byte offsets of both files (stored in checkpoints: the telemetry position), after
+        syncing them to disk: a checkpoint never points past lines a power loss could take."""
+        for f in (self._progress, self._eval):
+            f.flush()
+            os.fsync(f.fileno())
         return tuple(os.fstat(f.fileno()).st_size for f in (self._progress, self._eval))
 
     def write_config(self, config: dict[str, Any]) -> None:
@@ -226,12 +235,19 @@ def _read_jsonl(path: Path) -> list[dict[str, Any]]:
         return []
     out = []
     with open(path, encoding="utf-8") as f:
-        for line in f:
+        for number, line in enumerate(f, 1):
             if not line.endswith("\n"):
                 break  # cut short by a crash
             line = line.strip()
-            if line:
+            if not line:
+                continue
+            try:
                 out.append(json.loads(line))
+            except json.JSONDecodeError as exc:
+                raise RunDirError(
+                    f"{path}: line {number} is not JSON ({exc.msg}): the file was edited or "
+                    "damaged; restore it, or cut it back to the line before"
+                ) from None
     return out
 
 

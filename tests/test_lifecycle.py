@@ -238,3 +238,37 @@ def test_a_second_training_of_a_running_run_is_one_line(tmp_path):
         first.wait()
     iterations = [r["iteration"] for r in read_progress(out)]
     assert iterations == list(range(1, len(iterations) + 1))  # no line twice
+
+
+def test_a_checkpoint_never_points_past_unsynced_lines(tmp_path, monkeypatch):
+    from kl_alloc.rundir import RunWriter
+
+    synced = []
+    real = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(fd), real(fd))[1])
+    w = RunWriter(tmp_path)
+    w.open()
+    w.progress({"iteration": 1})
+    w.eval({"iteration": 1})
+    offsets = w.positions()  # what a checkpoint stores
+    assert set(synced) == {w._progress.fileno(), w._eval.fileno()}
+    assert offsets == tuple((tmp_path / n).stat().st_size for n in ("progress.jsonl", "eval.jsonl"))
+    w.close()
+
+
+def test_a_damaged_line_inside_a_log_names_the_file_and_line(tmp_path):
+    from kl_alloc.rundir import RunDirError
+
+    (tmp_path / "progress.jsonl").write_text('{"iteration": 1}\n{"iteration": 2, oops}\n{}\n')
+    with pytest.raises(RunDirError, match=r"progress.jsonl: line 2 is not JSON"):
+        read_progress(tmp_path)
+
+
+def test_a_callback_that_stops_at_the_target_still_finishes_the_run(tmp_path):
+    cfg = TrainerConfig.for_env("matrix", num_envs=200)
+    t = Trainer("matrix", algo="hatrpo", config=cfg, out_dir=tmp_path / "a")
+    t.learn(400, progress=False, callback=lambda trainer, record: record["iteration"] < 2)
+    assert (tmp_path / "a" / "done.json").exists()  # it reached its 400 steps
+    t = Trainer("matrix", algo="hatrpo", config=cfg, out_dir=tmp_path / "b")
+    t.learn(800, progress=False, callback=lambda trainer, record: record["iteration"] < 1)
+    assert not (tmp_path / "b" / "done.json").exists()  # stopped half-way: not done

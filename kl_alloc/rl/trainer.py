@@ -341,7 +341,7 @@ class Trainer:
                     write_progress_csv(self.out_dir)
                 logger.debug("iteration %d: %s", self.iteration, record)
                 if callbacks(self, record) is False:
-                    stopped = True
+                    stopped = not last  # stopped at the target: the run is done all the same
                     break
             if self._last_eval_iteration != self.iteration:  # stopped early, or nothing to do
                 self._evaluate_and_log()
