@@ -34,7 +34,16 @@ from pathlib import Path
 from typing import Any
 
 from kl_alloc.rl.config import EXECUTION_FIELDS
-from kl_alloc.rundir import RUN_FILES, SPEC, TB_DIR, TMP_SUFFIX, WANDB_DIR, WANDB_ID
+from kl_alloc.rundir import (
+    RUN_FILES,
+    SPEC,
+    TB_DIR,
+    TMP_SUFFIX,
+    WANDB_DIR,
+    WANDB_ID,
+    RunDirError,
+    check_not_in_use,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -291,6 +300,10 @@ def plan(
         if steps is not None:
             spec = dataclasses.replace(spec, steps=steps)
         return Plan("new", spec, out, spec.target_steps())
+    try:  # --force, a restart and a resume all cut or delete the run's files
+        check_not_in_use(out)
+    except RunDirError as exc:
+        raise RunError(str(exc), out) from None
     stored = state.spec
     if force:
         if spec is None:

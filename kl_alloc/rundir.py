@@ -144,6 +144,17 @@ def _lock(f: Any, run_dir: Path, release: bool = False) -> None:
         ) from None
 
 
+def check_not_in_use(run_dir: str | os.PathLike) -> None:
+    """RunDirError if a training holds ``run_dir``'s lock now (see :meth:`RunWriter.open`):
+    what deletes or rewrites a run's files asks this first."""
+    path = Path(run_dir) / PROGRESS
+    if not path.exists():
+        return
+    with open(path, "a", encoding="utf-8") as f:
+        _lock(f, Path(run_dir))
+        _lock(f, Path(run_dir), release=True)
+
+
 class RunWriter:
     """Appends to ``progress.jsonl`` / ``eval.jsonl`` with a flush per line."""
 

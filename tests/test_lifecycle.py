@@ -233,6 +233,13 @@ def test_a_second_training_of_a_running_run_is_one_line(tmp_path):
         assert second.returncode == 2, second.stderr[-2000:]
         assert "being written by another process" in second.stderr
         assert "Traceback" not in second.stderr
+        # nor may --force delete the files under it
+        forced = subprocess.run(
+            [*cmd, "--env", "differential", "--force", "--steps", "4000"],
+            capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        assert forced.returncode == 2 and "being written by another process" in forced.stderr
+        assert (out / "progress.jsonl").exists()
     finally:
         first.kill()
         first.wait()
