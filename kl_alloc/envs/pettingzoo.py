@@ -98,11 +98,18 @@ def _is_aec_env(obj: Any) -> bool:
 
 
 def _obs_parts(space: Any) -> tuple[Any, bool]:
-    """(the space the policy sees, whether the observation carries an action mask)."""
+    """(the space the policy sees, whether the observation carries an action mask).
+
+    A Dict with an ``action_mask`` key: the mask is taken out, and the policy sees the
+    ``observation`` subspace when that is the only other key (PettingZoo's convention), else
+    a Dict of every other key, flattened. Any other space is flattened whole."""
     from gymnasium import spaces
 
-    if isinstance(space, spaces.Dict) and "observation" in space.spaces:
-        return space["observation"], "action_mask" in space.spaces
+    if isinstance(space, spaces.Dict) and "action_mask" in space.spaces:
+        rest = {k: v for k, v in space.spaces.items() if k != "action_mask"}
+        if set(rest) == {"observation"}:
+            return space["observation"], True
+        return spaces.Dict(rest), True
     return space, False
 
 
@@ -203,6 +210,7 @@ class PettingZooEnv(MultiAgentEnv):
         self._elapsed = np.zeros(n, np.int64)
         self._episode_return = np.zeros(n, np.float64)
         self._needs_reset = True
+        self._missing_said: set[str] = set()  # agents whose missing observation was said
         self._seeded = False
 
     # ------------------------------------------------------------------ construction helpers
@@ -247,7 +255,7 @@ class PettingZooEnv(MultiAgentEnv):
         """Reset copy 0 once: which agents carry masks in ``info``, and the state's size."""
         env = self.copies[0]
         probe_seed = None if self._seed is None else int(self._seed)
-        _, infos = env.reset(seed=probe_seed)
+        _, infos = _reset_result(env.reset(seed=probe_seed))
         infos = infos or {}
         self._has_mask = [
             spec.is_discrete
@@ -262,9 +270,17 @@ class PettingZooEnv(MultiAgentEnv):
             size = int(np.prod(space.shape))
         else:
             try:
-                size = int(np.asarray(env.state()).size)
+                state = np.asarray(env.state())
             except (NotImplementedError, AttributeError):
-                size = None
+                state = None
+            if state is not None and not (
+                np.issubdtype(state.dtype, np.number) or state.dtype == bool
+            ):
+                raise ValueError(
+                    f"env.state() must return an array of numbers, got {state.dtype} "
+                    f"({type(env.state()).__name__})"
+                )
+            size = None if state is None else int(state.size)
         if size:
             self._state_fn = "state"
             self.state_size = size
@@ -298,8 +314,13 @@ class PettingZooEnv(MultiAgentEnv):
         return [o.copy() for o in self._obs], self._state.copy()
 
     def _reset_copy(self, k: int, seed: int | None) -> None:
-        obs, infos = self.copies[k].reset(seed=seed)
-        self._active[k] = True
+        env = self.copies[k]
+        obs, infos = _reset_result(env.reset(seed=seed))
+        # PettingZoo lets an episode start with some of possible_agents only
+        live = set(getattr(env, "agents", self.possible_agents))
+        self._active[k] = [a in live for a in self.possible_agents]
+        if not self._active[k].any():
+            raise ValueError(f"env.reset(): no agent of {self.possible_agents} is in env.agents")
         self._read_obs(k, obs, infos or {})
 
     def _read_obs(
@@ -315,6 +336,14 @@ class PettingZooEnv(MultiAgentEnv):
 
         present = self._active[k] if present is None else present
         for i, a in enumerate(self.possible_agents):
+            if present[i] and a not in obs and a not in self._missing_said:
+                self._missing_said.add(a)
+                logger.warning(
+                    "agent %r is in play but the env returned no observation for it: it is "
+                    "filled with zeros (a ParallelEnv returns one for every agent that acted, "
+                    "also on its last step); said once",
+                    a,
+                )
             if not present[i] or a not in obs:
                 self._obs[i][k] = 0.0
                 if self._masks[i] is not None:
@@ -323,10 +352,25 @@ class PettingZooEnv(MultiAgentEnv):
             o = obs[a]
             mask = None
             if self._obs_has_mask[i]:
-                mask, o = o.get("action_mask"), o["observation"]
+                if not isinstance(o, Mapping):
+                    raise ValueError(
+                        f"observation of agent {a!r}: expected a dict with 'action_mask' (its "
+                        f"observation_space is a Dict), got {type(o).__name__}"
+                    )
+                mask = o.get("action_mask")
+                if isinstance(self._obs_space[i], spaces.Dict):
+                    o = {key: v for key, v in o.items() if key != "action_mask"}
+                else:
+                    o = o["observation"]
             if mask is None and self._masks[i] is not None:
                 mask = (infos.get(a) or {}).get("action_mask")
-            self._obs[i][k] = spaces.flatten(self._obs_space[i], o)
+            try:
+                self._obs[i][k] = spaces.flatten(self._obs_space[i], o)
+            except (TypeError, ValueError, KeyError) as exc:
+                raise ValueError(
+                    f"observation of agent {a!r} does not fit its observation_space "
+                    f"{self._obs_space[i]} ({type(exc).__name__}: {exc})"
+                ) from None
             if self._masks[i] is not None:
                 m = np.ones(self.action_specs[i].n, bool) if mask is None else np.asarray(mask)
                 if m.shape != (self.action_specs[i].n,):
@@ -337,7 +381,19 @@ class PettingZooEnv(MultiAgentEnv):
                     raise ValueError(f"action_mask of agent {a!r} allows no action")
                 self._masks[i][k] = m
         if self._state_fn is not None:
-            self._state[k] = np.asarray(self.copies[k].state(), np.float32).reshape(-1)
+            raw = self.copies[k].state()
+            try:
+                state = np.asarray(raw, np.float32).reshape(-1)
+            except (TypeError, ValueError):
+                raise ValueError(
+                    f"env.state() must return an array of numbers, got {type(raw).__name__}"
+                ) from None
+            if state.shape != self._state[k].shape:
+                raise ValueError(
+                    f"env.state(): expected {self._state[k].size} numbers (its first call or "
+                    f"state_space), got {state.size}"
+                )
+            self._state[k] = state
         else:
             self._state[k] = np.concatenate([o[k] for o in self._obs])
 
@@ -400,8 +456,11 @@ class PettingZooEnv(MultiAgentEnv):
             reward[k] = self._reduce(rewards)
             live = set(getattr(env, "agents", acting))
             for i, a in enumerate(self.possible_agents):
-                if self._active[k, i] and (terms.get(a) or truncs.get(a) or a not in live):
+                done = terms.get(a) or truncs.get(a)
+                if self._active[k, i] and (done or a not in live):
                     self._active[k, i] = False
+                elif not was_active[i] and a in live and a in obs and not done:
+                    self._active[k, i] = True  # joined the episode: it acts from the next step
             self._elapsed[k] += 1
             self._episode_return[k] += reward[k]
             if self._active[k].any():
@@ -456,6 +515,22 @@ class PettingZooEnv(MultiAgentEnv):
                 close()
 
 
+def _reset_result(result: Any) -> tuple[Mapping[str, Any], Mapping[str, Any]]:
+    """``(observations, infos)`` of a ParallelEnv's ``reset``, or a clear error for the old API
+    (observations alone)."""
+    if (
+        isinstance(result, tuple)
+        and len(result) == 2
+        and isinstance(result[0], Mapping)
+        and isinstance(result[1], Mapping | None)
+    ):
+        return result
+    raise ValueError(
+        "env.reset() must return (observations, infos), two dicts keyed by agent (the "
+        f"PettingZoo >= 1.22 ParallelEnv API); got {type(result).__name__}"
+    )
+
+
 def native_action(spec: Mapping[str, Any], a: Any) -> Any:
     """One agent's policy action ``a`` as its PettingZoo env takes it.
 
@@ -469,11 +544,15 @@ def native_action(spec: Mapping[str, Any], a: Any) -> Any:
     low, high = np.asarray(spec["low"], np.float64), np.asarray(spec["high"], np.float64)
     u = np.asarray(a, np.float64)
     if spec["mode"] == "rescale":
-        scaled = low + (np.clip(u, -1.0, 1.0) + 1.0) * 0.5 * (high - low)
+        with np.errstate(invalid="ignore"):  # inf - inf on unbounded dimensions: not used
+            scaled = low + (np.clip(u, -1.0, 1.0) + 1.0) * 0.5 * (high - low)
         u = np.where(np.asarray(spec["finite"], bool), scaled, np.clip(u, low, high))
     else:
         u = np.clip(u, low, high)
-    return u.reshape(tuple(spec["shape"])).astype(np.dtype(spec["dtype"]))
+    dtype = np.dtype(spec["dtype"])
+    if np.issubdtype(dtype, np.integer):
+        u = np.rint(u)  # the nearest integer (a cast would cut 3.9 to 3: biased low)
+    return u.reshape(tuple(spec["shape"])).astype(dtype)
 
 
 def pettingzoo_env(

@@ -329,7 +329,7 @@ def _mamujoco_harl(env_kwargs: Mapping[str, Any]) -> dict[str, Any]:
 
 
 #: the "pettingzoo" entry's default preset: 16 copies x 50 steps per iteration, observation and
-#: value normalisation (a module:attr factory gives its own as a ``preset`` attribute)
+#: value normalisation (a factory gives its own as a ``preset`` attribute, which replaces it)
 PETTINGZOO_PRESET = dict(
     num_envs=16,
     rollout_length=50,
@@ -340,12 +340,27 @@ PETTINGZOO_PRESET = dict(
     checkpoint_every=10,
 )
 
+
+def _pettingzoo_default(env_kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``pettingzoo`` entry's default preset: the ``preset`` attribute of the ``env_fn``
+    factory when it has one (so ``--env pettingzoo --env-fn my_mod:make_env`` trains as
+    ``--env my_mod:make_env`` does), else :data:`PETTINGZOO_PRESET`."""
+    env_fn = env_kwargs.get("env_fn")
+    if isinstance(env_fn, str) and is_spec(env_fn):
+        own = getattr(load_object(env_fn, "env_fn"), "preset", None)
+        if own is not None:
+            return dict(own)
+    elif env_fn is not None and getattr(env_fn, "preset", None) is not None:
+        return dict(env_fn.preset)
+    return dict(PETTINGZOO_PRESET)
+
+
 register(
     EnvEntry(
         "pettingzoo",
         "kl_alloc.envs.pettingzoo:pettingzoo_env",
         default_steps=200_000,
-        presets={"default": PETTINGZOO_PRESET},
+        presets={"default": _pettingzoo_default},
         options=(
             EnvOption("env_fn", "", "PettingZoo ParallelEnv factory, package.module:attr"),
             EnvOption("reward_reduce", "mean", "team reward from the agents': mean, sum, first"),

@@ -311,7 +311,7 @@ class PolicyPredictor:
         """(the policy's input row, the mask inside the observation or None) of agent i."""
         spaces = self.native[i]["obs"]
         mask = None
-        if spaces.get("mask_in_obs"):
+        if spaces.get("mask_in_obs") and spaces["kind"] != "other":
             if not isinstance(value, Mapping) or "observation" not in value:
                 raise ValueError(
                     f"obs[{self.names[i]!r}]: expected a dict with 'observation' and 'action_mask'"

@@ -220,6 +220,14 @@ def test_make_env_routes(my_pz, monkeypatch):
     assert routed.num_envs == 2 and routed.reward_reduce == "sum"
     with pytest.raises(ValueError, match="env_fn"):
         make_env("pettingzoo", num_envs=2, seed=0)
+    # the route that offers reward_reduce keeps the factory's own preset (it fell back to the
+    # generic 16 x 50 one, so the run differed from --env my_pz:make_env in more than that)
+    from kl_alloc.envs.registry import PETTINGZOO_PRESET, env_preset
+
+    own = env_preset("my_pz:make_env")
+    assert own["rollout_length"] == 24
+    assert env_preset("pettingzoo", env_kwargs={"env_fn": "my_pz:make_env"}) == own
+    assert env_preset("pettingzoo", env_kwargs={"env_fn": Countdown}) == PETTINGZOO_PRESET
 
 
 def test_mpe_tasks_sizes():
@@ -289,3 +297,134 @@ def test_trainer_takes_a_parallel_env_instance():
     assert isinstance(trainer.env, PettingZooEnv) and trainer.env.num_envs == 2
     trainer.learn(50, progress=False)
     assert trainer.history[-1]["episodes"] == 2 and trainer.last_eval["episodes"] == 10
+
+
+class Relay(ParallelEnv):
+    """Agent 'c' is not in play at reset and joins at step 2 (PettingZoo allows an episode to
+    start with some of possible_agents); observations are Dicts with an action mask and an
+    extra 'goal' key; agent 'b' acts in a Box(0, 5) of integers. Episodes last 4 steps."""
+
+    metadata = {"name": "relay"}
+
+    def __init__(self):
+        self.possible_agents = ["a", "b", "c"]
+
+    def observation_space(self, agent):
+        return spaces.Dict(
+            {
+                "observation": spaces.Box(-1, 1, (2,), np.float32),
+                "goal": spaces.Box(-10, 10, (3,), np.float32),
+                "action_mask": spaces.Box(0, 1, (2,), np.int8),
+            }
+        )
+
+    def action_space(self, agent):
+        return spaces.Box(0, 5, (1,), np.int64) if agent == "b" else spaces.Discrete(2)
+
+    def _obs(self):
+        return {
+            a: {
+                "observation": np.full(2, 0.5, np.float32),
+                "goal": np.array([self.t, 2, 3], np.float32),
+                "action_mask": np.array([1, 1], np.int8),
+            }
+            for a in self.agents
+        }
+
+    def reset(self, seed=None, options=None):
+        self.t = 0
+        self.agents = ["a", "b"]
+        self.got: list = []
+        return self._obs(), {}
+
+    def step(self, actions):
+        unknown = set(actions) - set(self.agents)
+        if unknown:
+            raise KeyError(f"actions for agents not in play: {unknown}")
+        self.got.append(dict(actions))
+        self.t += 1
+        if self.t == 2:
+            self.agents = ["a", "b", "c"]
+        done = self.t >= 4
+        obs = self._obs()
+        rewards = {a: 1.0 for a in self.agents}
+        terms = {a: False for a in self.agents}
+        truncs = {a: done for a in self.agents}
+        if done:
+            self.agents = []
+        return obs, rewards, terms, truncs, {}
+
+
+def test_agents_absent_at_reset_join_later_and_dict_observations_keep_every_key():
+    env = PettingZooEnv(Relay, num_envs=1, seed=0, box_actions="clip")
+    assert env.obs_sizes == [5, 5, 5]  # observation (2) + goal (3); the mask taken out
+    obs, _ = env.reset()
+    assert env.active_agents()[0].tolist() == [True, True, False]
+    assert obs[0][0].tolist() == pytest.approx([0, 2, 3, 0.5, 0.5])  # flatten orders keys
+    assert np.all(obs[2][0] == 0)
+    b = np.array([[3.6]], np.float32)  # an integer Box action is rounded, not cut to 3
+    for t in range(1, 5):
+        res = env.step([np.array([1]), b, np.array([0])])
+        sent = env.copies[0].got[-1] if t < 4 else None
+        if t == 1:
+            assert set(env.copies[0].got[-1]) == {"a", "b"} and sent["b"].tolist() == [4]
+        if t == 2:  # c joined at this step: it acts from the next one
+            assert env.active_agents()[0].tolist() == [True, True, True]
+            assert res.obs[2][0].tolist() == pytest.approx([2, 2, 3, 0.5, 0.5])
+        if t == 3:
+            assert set(env.copies[0].got[-1]) == {"a", "b", "c"}
+    assert res.truncated.all()
+    assert env.active_agents()[0].tolist() == [True, True, False]  # reset: c out again
+
+
+class OldApi(Countdown):
+    def reset(self, seed=None, options=None):
+        obs, _ = super().reset(seed, options)
+        return obs  # PettingZoo < 1.22: observations alone
+
+
+class DictState(Countdown):
+    def state(self):
+        return {"t": self.t}
+
+
+class WrongShape(Countdown):
+    def observation_space(self, agent):
+        return spaces.Box(-1, 1, (4,), np.float32)
+
+    def reset(self, seed=None, options=None):
+        super().reset(seed, options)
+        return {a: np.zeros(3, np.float32) for a in self.agents}, {}
+
+
+@pytest.mark.parametrize(
+    "cls, message",
+    [
+        (OldApi, "env.reset() must return (observations, infos)"),
+        (DictState, "env.state() must return an array of numbers"),
+        (WrongShape, "observation of agent 'a' does not fit its observation_space Box"),
+    ],
+)
+def test_a_users_env_mistake_is_one_clear_error(cls, message):
+    with pytest.raises(ValueError) as info:
+        PettingZooEnv(cls, num_envs=1, seed=0).reset()
+    assert message in str(info.value)
+
+
+class SilentAtTheEnd(Countdown):
+    """Returns no observation on the last step (agents already removed): filled with zeros,
+    and said once."""
+
+    def step(self, actions):
+        obs, rewards, terms, truncs, infos = super().step(actions)
+        return ({} if not self.agents else obs), rewards, terms, truncs, infos
+
+
+def test_a_missing_observation_is_said_once(caplog):
+    env = PettingZooEnv(SilentAtTheEnd, num_envs=1, seed=0)
+    env.reset()
+    with caplog.at_level(logging.WARNING, logger="kl_alloc.envs"):
+        for _ in range(4):  # two episodes
+            env.step([np.array([0]), np.array([1])])
+    said = [r for r in caplog.records if "returned no observation" in r.getMessage()]
+    assert len(said) == 2  # once per agent, not once per step
