@@ -279,3 +279,17 @@ def test_a_callback_that_stops_at_the_target_still_finishes_the_run(tmp_path):
     t = Trainer("matrix", algo="hatrpo", config=cfg, out_dir=tmp_path / "b")
     t.learn(800, progress=False, callback=lambda trainer, record: record["iteration"] < 1)
     assert not (tmp_path / "b" / "done.json").exists()  # stopped half-way: not done
+
+
+def test_done_json_times_the_whole_run_after_a_resume(tmp_path):
+    import numpy as np
+
+    cfg = TrainerConfig.for_env("matrix", num_envs=200)
+    Trainer("matrix", algo="hatrpo", config=cfg, out_dir=tmp_path).learn(600, progress=False)
+    Trainer.resume(tmp_path).learn(1200, progress=False)
+    records = read_progress(tmp_path)
+    assert [r["iteration"] for r in records] == [1, 2, 3, 4, 5, 6]
+    done = json.loads((tmp_path / "done.json").read_text())
+    assert done["seconds_per_iter"] == pytest.approx(
+        np.mean([r["seconds_per_iter"] for r in records])  # all six, not the last three
+    )

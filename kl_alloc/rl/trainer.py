@@ -56,7 +56,14 @@ from kl_alloc.rl.export import PolicyPredictor, save_policy, trainer_payload, tr
 from kl_alloc.rl.gae import compute_gae, normalize_advantages
 from kl_alloc.rl.rollout import RolloutCollector
 from kl_alloc.rl.update import AgentBatch, SequentialUpdate, TRPOSettings
-from kl_alloc.rundir import CHECKPOINT, DONE, FORMAT_VERSION, RunWriter, write_progress_csv
+from kl_alloc.rundir import (
+    CHECKPOINT,
+    DONE,
+    FORMAT_VERSION,
+    RunWriter,
+    read_progress,
+    write_progress_csv,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -363,7 +370,9 @@ class Trainer:
         return self._last_eval
 
     def _summary(self) -> dict[str, Any]:
-        spi = [r["seconds_per_iter"] for r in self.history]
+        # the whole run's iterations: a resumed trainer's history starts at the resume
+        records = read_progress(self.out_dir) if self.out_dir is not None else self.history
+        spi = [r["seconds_per_iter"] for r in records if r.get("seconds_per_iter") is not None]
         last_eval = self._last_eval
         return {
             "iterations": self.iteration,
