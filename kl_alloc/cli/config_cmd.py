@@ -50,23 +50,14 @@ def cmd_config(args: argparse.Namespace) -> int:
 
 def env_keywords_line(env: str) -> str:
     """What ``env_kwargs`` can hold for ``env``: its factory's own keywords."""
-    import inspect
+    from kl_alloc.envs.registry import WORKER_KEYWORDS, factory_keywords
 
-    from kl_alloc.envs.registry import get_env_entry
-
-    factory = get_env_entry(env).load_factory()
-    try:
-        params = list(inspect.signature(factory).parameters.values())
-    except (TypeError, ValueError):
+    keywords = factory_keywords(env)
+    if keywords is None:
         return f"env_kwargs of {env!r}: its factory's signature cannot be read"
-    skip = ("self", "num_envs", "seed", "copy_offset")  # the trainer's and the env workers'
-    own = [
-        p.name
-        for p in params
-        if p.name not in skip and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
-    ]
+    own = [k for k in keywords[0] if k not in WORKER_KEYWORDS]
     text = ", ".join(own) or "none"
-    if any(p.kind is p.VAR_KEYWORD for p in params):
+    if keywords[1]:
         text += (
             ", and any other keyword its factory passes on"
             if own

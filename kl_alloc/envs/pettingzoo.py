@@ -270,15 +270,16 @@ class PettingZooEnv(MultiAgentEnv):
             size = int(np.prod(space.shape))
         else:
             try:
-                state = np.asarray(env.state())
+                raw = env.state()
             except (NotImplementedError, AttributeError):
-                state = None
+                raw = None
+            state = None if raw is None else np.asarray(raw)
             if state is not None and not (
                 np.issubdtype(state.dtype, np.number) or state.dtype == bool
             ):
                 raise ValueError(
                     f"env.state() must return an array of numbers, got {state.dtype} "
-                    f"({type(env.state()).__name__})"
+                    f"({type(raw).__name__})"
                 )
             size = None if state is None else int(state.size)
         if size:

@@ -159,16 +159,31 @@ def env_preset(
     return get_env_entry(name).preset(preset, env_kwargs)
 
 
-def accepted_kwargs(name: str) -> list[str] | None:
-    """The env's own keywords (besides num_envs/seed), or None if it takes ``**kwargs``."""
+#: factory keywords the env workers set (kl_alloc.envs.workers), never a user
+WORKER_KEYWORDS = ("copy_offset",)
+
+
+def factory_keywords(name: str) -> tuple[list[str], bool] | None:
+    """``(the named keywords of the env's factory besides num_envs/seed, whether it also
+    takes **kwargs)``, or None when its signature cannot be read."""
     factory = get_env_entry(name).load_factory()
     try:
-        params = inspect.signature(factory).parameters.values()
+        params = list(inspect.signature(factory).parameters.values())
     except (TypeError, ValueError):
         return None
-    if any(p.kind is p.VAR_KEYWORD for p in params):
-        return None
-    return [p.name for p in params if p.name not in ("self", "num_envs", "seed")]
+    named = [
+        p.name
+        for p in params
+        if p.name not in ("self", "num_envs", "seed")
+        and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+    ]
+    return named, any(p.kind is p.VAR_KEYWORD for p in params)
+
+
+def accepted_kwargs(name: str) -> list[str] | None:
+    """The env's own keywords (besides num_envs/seed), or None if it takes ``**kwargs``."""
+    keywords = factory_keywords(name)
+    return None if keywords is None or keywords[1] else keywords[0]
 
 
 def check_env_kwargs(name: str, kwargs: Mapping[str, Any]) -> None:
@@ -178,7 +193,7 @@ def check_env_kwargs(name: str, kwargs: Mapping[str, Any]) -> None:
         return
     unknown = sorted(set(kwargs) - set(accepted))
     if unknown:
-        own = [k for k in accepted if k != "copy_offset"]  # set by the env workers, not by users
+        own = [k for k in accepted if k not in WORKER_KEYWORDS]
         raise ValueError(
             f"env {name!r} does not take {', '.join(repr(k) for k in unknown)}; "
             f"it accepts: {', '.join(own) or 'nothing'}"

@@ -92,17 +92,12 @@ def checked_allocation(result, signals: AllocationSignals, allocator) -> Allocat
     committed, ``commit`` None or >= 0, ``remaining`` candidates not committed. Raises
     :class:`AllocationError`. Returns ``result`` itself when it is an Allocation."""
     who = f"{type(allocator).__name__}.allocate"
-    if isinstance(result, Allocation):
-        alloc = result
-    else:
-        try:
-            order, deltas = result
-        except (TypeError, ValueError):
-            raise AllocationError(
-                f"{who} returned {type(result).__name__}; expected an Allocation or a tuple "
-                "(order, deltas)"
-            ) from None
-        alloc = Allocation(order, deltas)
+    if not (isinstance(result, Allocation) or (isinstance(result, tuple) and len(result) == 2)):
+        raise AllocationError(
+            f"{who} returned {type(result).__name__}; expected an Allocation or a tuple "
+            "(order, deltas)"
+        )
+    alloc = Allocation.of(result)
 
     def fail(what: str) -> AllocationError:
         return AllocationError(f"{who}: {what}")

@@ -484,12 +484,11 @@ class Trainer:
         very run (same config.json settings), its logs are cut and it starts again from 0."""
         stored_path = self.out_dir / "config.json"
         if stored_path.exists():
-            stored = json.loads(stored_path.read_text())
-            mine = json.loads(json.dumps(self._run_config(), default=list))
-            differ = [k for k in ("algo", "seed", "config") if stored.get(k) != mine.get(k)]
+            # config.json holds the keys a checkpoint is compared on (algo, seed, config, ...)
+            differ = self._differences(json.loads(stored_path.read_text()))
             if differ:
                 raise ValueError(
-                    f"resume: {self.out_dir} holds another run (it differs in {', '.join(differ)})"
+                    f"resume: {self.out_dir} holds another run (it differs in {'; '.join(differ)})"
                     " and has no checkpoint: choose another out_dir"
                 )
         for name in ("progress.jsonl", "eval.jsonl", "done.json"):

@@ -421,8 +421,9 @@ class SequentialUpdate:
             signals = alloc.measure(ctx)
             ctx.log_signals(signals)
             t0 = time.perf_counter()
-            allocation = checked_allocation(alloc.allocate(signals), signals, alloc)
-            solver_seconds += time.perf_counter() - t0
+            result = alloc.allocate(signals)
+            solver_seconds += time.perf_counter() - t0  # the rule's own time, not the checks
+            allocation = checked_allocation(result, signals, alloc)
             committed = allocation.committed
             if not committed:
                 # nothing gets budget (e.g. every probe measured KL 0 in float32 with a tiny
