@@ -245,7 +245,9 @@ def test_evidence_script_writes_summary_figures_and_readme(sweep_runs, tmp_path)
     sweep.write_text("[sweep]\nnope = 1\n")
     with pytest.raises(SystemExit):  # a broken sweep file is an argument error, not a traceback
         evidence.main([*argv, "--sweep", str(sweep)])
-    assert evidence.control_tasks(["ant-2x4", "ant-2x4-damping", "hc"]) == {"ant-2x4-damping"}
+    from kl_alloc.analysis.evidence import control_tasks
+
+    assert control_tasks(["ant-2x4", "ant-2x4-damping", "hc"]) == {"ant-2x4-damping"}
 
 
 def test_evidence_script_before_any_run(tmp_path):
@@ -273,13 +275,7 @@ def test_evidence_control_attribution(tmp_path):
     task (a: HATRPO and W, 5 seeds x 100k): every run cut at 60k, the groups' final scores,
     and P(X > Y) for the setting, for W against HATRPO with the setting, and for W against
     HATRPO; a base run short of 60k is left out."""
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "evidence.py"
-    spec = importlib.util.spec_from_file_location("evidence", path)
-    evidence = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(evidence)
+    from kl_alloc.analysis import evidence
 
     def run(task, method, seed, final, total, planned, carry, finished=True):
         evals = [e for e in curve(final, total=planned, seed=seed) if e[0] <= total]
@@ -353,7 +349,8 @@ def test_evidence_claims_table(sweep_runs, tmp_path):
     spec.loader.exec_module(evidence)
     out, readme = tmp_path / "out", tmp_path / "README.md"
     start, end = evidence.markers()
-    readme.write_text(f"{start}\n{end}\n")
+    gstart, gend = evidence.markers("evidence-glance")
+    readme.write_text(f"## glance\n{gstart}\nold\n{gend}\nhand table\n{start}\n{end}\n")
     argv = ["--runs", str(sweep_runs), "--out", str(out), "--readme", str(readme)]
     assert evidence.main([*argv, "--resamples", "200"]) == 0
     claims = {c["task"]: c for c in json.loads((out / "summary.json").read_text())["claims"]}
@@ -372,6 +369,19 @@ def test_evidence_claims_table(sweep_runs, tmp_path):
     assert "| 5/5/4 " in row and "+30." in row and "higher" in row
     var = [ln for ln in text.splitlines() if ln.startswith("| a ") and "var(G) / var(W)" in ln][0]
     assert any(s in var for s in ("1.39 inside", "1.39 above it", "1.39 below it")), var
+    # the glance block: one row per published claim, over the main tasks a and b
+    glance = text.split(gstart)[1].split(gend)[0]
+    assert "old" not in glance and "\nhand table\n" in text
+    assert "29 of 30 trials finished" in glance and "**in progress**" in glance  # G seed 4
+    (gain,) = [ln for ln in glance.splitlines() if ln.startswith("| > 22.5% better")]
+    assert "a (5/5/4 seeds H/W/G, 0.1M): W +30." in gain
+    # finals W ~1.3, G ~1.2 against H ~1.0 on both tasks (noise 0.01): both higher on both;
+    # G's +20% interval lies below the claimed 25%, W's +30% does not lie below 22.5%
+    assert "W: higher than HATRPO on 2 of 2 tasks (a, b);" in gain and "22.5% on" not in gain
+    assert "G: higher than HATRPO on 2 of 2 tasks (a, b); gain's interval below the" in gain
+    assert "claimed 25% on 2 of 2" in gain
+    (var_row,) = [ln for ln in glance.splitlines() if ln.startswith("| G's variance")]
+    assert "a: var(G)/var(W)" in var_row and "b: var(G)/var(W)" in var_row
     from kl_alloc.analysis.tables import separation  # what the verdict column uses
 
     assert separation({"value": 0.6, "lo": 0.3, "hi": 0.9}) == "no separation"
