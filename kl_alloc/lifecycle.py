@@ -118,7 +118,7 @@ class RunSpec:
             return self.steps
         from kl_alloc.envs.registry import get_env_entry
 
-        return get_env_entry(self.env).default_steps
+        return get_env_entry(self.env).target_steps(self.env_kwargs)
 
     def config(self):
         """The run's ``TrainerConfig`` (preset + overrides, checked by :mod:`kl_alloc.config`)."""

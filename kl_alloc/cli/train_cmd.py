@@ -39,7 +39,11 @@ def add_parser(sub: Any) -> None:
     from kl_alloc.envs.registry import available_envs, registered_entries
     from kl_alloc.methods import available_methods
 
-    steps = ", ".join(f"{e.name} {e.default_steps:,}" for e in registered_entries())
+    steps = ", ".join(
+        f"{e.name} {e.default_steps:,}"
+        + (" (or the --env-fn factory's default_steps)" if e.steps_for else "")
+        for e in registered_entries()
+    )
     p = sub.add_parser(
         "train",
         help="train one run (progress bar, checkpoints, resumable)",

@@ -64,6 +64,9 @@ class EnvEntry:
             asked for (``--preset``, a sweep task's ``preset``).
         options: env keywords with their own ``train`` flags and defaults.
         description: one line for ``--help``.
+        steps_for: optional ``env_kwargs -> steps``, the default budget of an entry whose
+            default depends on its keywords (``pettingzoo``: the ``env_fn``'s own
+            ``default_steps``); :meth:`target_steps` falls back to ``default_steps``.
     """
 
     name: str
@@ -72,6 +75,14 @@ class EnvEntry:
     presets: Mapping[str, Preset] = field(default_factory=dict)
     options: tuple[EnvOption, ...] = ()
     description: str = ""
+    steps_for: Callable[[Mapping[str, Any]], int] | None = None
+
+    def target_steps(self, env_kwargs: Mapping[str, Any] | None = None) -> int:
+        """The training budget when ``--steps`` is not given, for these env keywords."""
+        if self.steps_for is None:
+            return self.default_steps
+        kwargs = {o.name: o.default for o in self.options} | dict(env_kwargs or {})
+        return int(self.steps_for(kwargs))
 
     def load_factory(self) -> EnvFactory:
         if isinstance(self.factory, str):
@@ -356,18 +367,28 @@ PETTINGZOO_PRESET = dict(
 )
 
 
+def _env_fn_attr(env_kwargs: Mapping[str, Any], attr: str) -> Any:
+    """An attribute of the ``pettingzoo`` entry's ``env_fn`` (a factory or its
+    ``module:attr`` spec), None when it has none or no factory is given."""
+    env_fn = env_kwargs.get("env_fn")
+    if isinstance(env_fn, str):
+        env_fn = load_object(env_fn, "env_fn") if is_spec(env_fn) else None
+    return None if env_fn is None else getattr(env_fn, attr, None)
+
+
 def _pettingzoo_default(env_kwargs: Mapping[str, Any]) -> dict[str, Any]:
     """The ``pettingzoo`` entry's default preset: the ``preset`` attribute of the ``env_fn``
     factory when it has one (so ``--env pettingzoo --env-fn my_mod:make_env`` trains as
     ``--env my_mod:make_env`` does), else :data:`PETTINGZOO_PRESET`."""
-    env_fn = env_kwargs.get("env_fn")
-    if isinstance(env_fn, str) and is_spec(env_fn):
-        own = getattr(load_object(env_fn, "env_fn"), "preset", None)
-        if own is not None:
-            return dict(own)
-    elif env_fn is not None and getattr(env_fn, "preset", None) is not None:
-        return dict(env_fn.preset)
-    return dict(PETTINGZOO_PRESET)
+    own = _env_fn_attr(env_kwargs, "preset")
+    return dict(own) if own is not None else dict(PETTINGZOO_PRESET)
+
+
+def _pettingzoo_steps(env_kwargs: Mapping[str, Any]) -> int:
+    """The ``pettingzoo`` entry's default budget: the ``env_fn`` factory's ``default_steps``
+    when it has one (as ``--env my_mod:make_env`` would), else 200k."""
+    own = _env_fn_attr(env_kwargs, "default_steps")
+    return int(own) if own is not None else 200_000
 
 
 register(
@@ -376,6 +397,7 @@ register(
         "kl_alloc.envs.pettingzoo:pettingzoo_env",
         default_steps=200_000,
         presets={"default": _pettingzoo_default},
+        steps_for=_pettingzoo_steps,
         options=(
             EnvOption("env_fn", "", "PettingZoo ParallelEnv factory, package.module:attr"),
             EnvOption("reward_reduce", "mean", "team reward from the agents': mean, sum, first"),

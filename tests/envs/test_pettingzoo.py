@@ -228,6 +228,17 @@ def test_make_env_routes(my_pz, monkeypatch):
     assert own["rollout_length"] == 24
     assert env_preset("pettingzoo", env_kwargs={"env_fn": "my_pz:make_env"}) == own
     assert env_preset("pettingzoo", env_kwargs={"env_fn": Countdown}) == PETTINGZOO_PRESET
+    # ... and its default budget (it took the pettingzoo entry's 200k): the planned steps of a
+    # run without --steps, as `kl-alloc train` resolves them
+    from kl_alloc.lifecycle import RunSpec
+
+    def planned(env, **kw):
+        return RunSpec(env=env, algo="hatrpo", overrides={"env_kwargs": kw}).target_steps()
+
+    assert planned("my_pz:make_env") == 4_608
+    assert planned("pettingzoo", env_fn="my_pz:make_env") == 4_608
+    assert planned("pettingzoo", env_fn=Countdown) == 200_000  # no default_steps of its own
+    assert planned("pettingzoo") == 200_000
 
 
 def test_mpe_tasks_sizes():
