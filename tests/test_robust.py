@@ -387,3 +387,41 @@ def test_evidence_claims_table(sweep_runs, tmp_path):
     assert separation({"value": 0.6, "lo": 0.3, "hi": 0.9}) == "no separation"
     assert separation({"value": 0.1, "lo": 0.0, "hi": 0.4}) == "lower"
     assert separation({"value": 0.5, "lo": None, "hi": None}) == "too few runs"
+
+
+def test_robust_figures_give_a_method_one_colour(sweep_runs):
+    """Every figure of a report draws a method in its registered colour, in one legend order
+    (the curves drew G in W's colour beside profiles that did not), and says how many of a
+    group's curves are part-way."""
+    import matplotlib.colors as mcolors
+
+    from kl_alloc.analysis import robust_figures
+    from kl_alloc.analysis.runs import summarize_runs
+    from kl_alloc.methods import method_color
+
+    report = build_report([sweep_runs], resamples=50, profile_resamples=20)
+    summaries = summarize_runs([sweep_runs])
+    figs = {
+        "curves": robust_figures.plot_curves_ci(report, summaries, resamples=50),
+        "profiles": robust_figures.plot_profiles(report),
+    }
+    want = {m: mcolors.to_rgba(method_color(m)) for m in ("hatrpo", "hatrpo-w", "hatrpo-g")}
+    for name, fig in figs.items():
+        ax = fig.axes[0]
+        lines = [ln for ln in ax.get_lines() if not ln.get_label().startswith("_")]
+        labels = [ln.get_label() for ln in lines]
+        assert [lb.split(" (")[0] for lb in labels] == ["HATRPO", "HATRPO-W", "HATRPO-G"], name
+        for ln, m in zip(lines, want, strict=True):
+            assert mcolors.to_rgba(ln.get_color()) == want[m], (name, m)
+        if name == "curves":  # task a: G seed 4 has not finished
+            assert labels[2] == "HATRPO-G (n=5, 1 part-way)" and labels[0] == "HATRPO (n=5)"
+    # kl-alloc report's own curves: the same colours (they were tab10 by position)
+    from kl_alloc.analysis import sweep_figures
+    from kl_alloc.methods import method_label
+
+    ax = sweep_figures.plot_curves(report, summaries, include_unfinished=False).axes[0]
+    by_label = {method_label(m): c for m, c in want.items()}
+    drawn = [ln for ln in ax.get_lines() if not ln.get_label().startswith("_")]
+    assert len(drawn) == 3
+    for ln in drawn:
+        assert mcolors.to_rgba(ln.get_color()) == by_label[ln.get_label().split(" (")[0]]

@@ -73,6 +73,23 @@ def panel_grid(n: int, width: float = 5.2, height: float = 3.8) -> tuple[Figure,
 # -- learning curves -------------------------------------------------------------------------------
 
 
+DASHES = ("-", "--", ":", "-.")
+
+
+def group_styles(methods: Sequence[str]) -> list[tuple[str, str]]:
+    """``(colour, line style)`` for groups drawn in this order, one method name per group: a
+    method is drawn in its registered colour in every figure (an unregistered one by its place
+    among the methods), and the groups of one method (different swept values) differ by line
+    style."""
+    position = {m: i for i, m in enumerate(dict.fromkeys(methods))}
+    seen: dict[str, int] = {}
+    out = []
+    for m in methods:
+        nth = seen[m] = seen.get(m, -1) + 1
+        out.append((method_color(m, position[m]), DASHES[nth % len(DASHES)]))
+    return out
+
+
 def draw_mean_band(
     ax: Axes,
     curves: Sequence[tuple[np.ndarray, np.ndarray]],
@@ -80,13 +97,14 @@ def draw_mean_band(
     label: str,
     lw: float = 1.8,
     alpha: float = 0.2,
+    ls: str = "-",
 ) -> bool:
     """The mean over seeds of ``curves`` (see ``seed_statistics``) and, with more than one,
     a +-1 std band; returns False when there is nothing to draw."""
     x, mean, std, _ = seed_statistics(curves)
     if not x.size:
         return False
-    ax.plot(x, mean, color=color, lw=lw, label=label)
+    ax.plot(x, mean, color=color, lw=lw, ls=ls, label=label)
     if len(curves) > 1:
         ax.fill_between(x, mean - std, mean + std, color=color, alpha=alpha, lw=0)
     return True

@@ -12,18 +12,26 @@ from typing import Any
 import numpy as np
 from matplotlib.ticker import EngFormatter
 
-from kl_alloc.analysis.figures import new_figure, panel_grid
+from kl_alloc.analysis.figures import group_styles, new_figure, panel_grid
 from kl_alloc.analysis.metrics import run_curve
 from kl_alloc.analysis.robust import curve_band
 from kl_alloc.analysis.tables import group_label, params_label
-from kl_alloc.methods import method_label
+from kl_alloc.methods import method_label, method_sort_key
 
 
-def _colors(n: int) -> list:
-    from matplotlib import colormaps
-
-    cmap = colormaps["tab10" if n <= 10 else "viridis"]
-    return [cmap(i if n <= 10 else i / max(n - 1, 1)) for i in range(n)]
+def _group_styles(keys) -> list[tuple[str, str, str]]:
+    """``(key, colour, line style)`` per group key (``{"method", "params"}`` JSON), in one order
+    for every figure: the registry's method order, then the swept values (see
+    :func:`~kl_alloc.analysis.figures.group_styles`)."""
+    infos = sorted(
+        ((k, json.loads(k)) for k in keys),
+        key=lambda ki: (
+            method_sort_key(ki[1]["method"]),
+            json.dumps(ki[1]["params"], sort_keys=True),
+        ),
+    )
+    styles = group_styles([info["method"] for _, info in infos])
+    return [(k, c, d) for (k, _), (c, d) in zip(infos, styles, strict=True)]
 
 
 def _profile_panels(report: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
@@ -41,10 +49,11 @@ def plot_profiles(report: dict[str, Any]):
         return None
     fig, axes = panel_grid(len(panels))
     for ax, (name, prof) in zip(axes, panels, strict=False):
-        for color, (key, p) in zip(_colors(len(prof)), prof.items(), strict=True):
-            info = json.loads(key)
+        for key, color, dash in _group_styles(prof):
+            p, info = prof[key], json.loads(key)
             tau = np.asarray(p["tau"], float)
-            ax.plot(tau, p["value"], color=color, label=group_label(info["method"], info["params"]))
+            label = group_label(info["method"], info["params"])
+            ax.plot(tau, p["value"], color=color, ls=dash, label=label)
             lo = np.asarray([np.nan if v is None else v for v in p["lo"]], float)
             hi = np.asarray([np.nan if v is None else v for v in p["hi"]], float)
             ax.fill_between(tau, lo, hi, color=color, alpha=0.15, lw=0)
@@ -118,15 +127,17 @@ def plot_curves_ci(
     fig, axes = panel_grid(len(tasks))
     for ax, task in zip(axes, tasks, strict=False):
         tg = groups[task["task"]]
-        for color, key in zip(_colors(len(tg)), sorted(tg), strict=True):
+        for key, color, dash in _group_styles(tg):
             info = json.loads(key)
             x, mean, lo, hi = curve_band(
                 [run_curve(s.data, task["metric"]) for s in tg[key]], resamples
             )
             if not x.size:
                 continue
-            label = f"{group_label(info['method'], info['params'])} (n={len(tg[key])})"
-            ax.plot(x, mean, color=color, lw=1.4, label=label)
+            part_way = sum(not s.finished for s in tg[key])
+            n = f"n={len(tg[key])}" + (f", {part_way} part-way" if part_way else "")
+            label = f"{group_label(info['method'], info['params'])} ({n})"
+            ax.plot(x, mean, color=color, ls=dash, lw=1.4, label=label)
             ax.fill_between(x, lo, hi, color=color, alpha=0.18, lw=0)
         ax.set_title(task["task"], fontsize="medium")
         ax.set_xlabel("env steps")

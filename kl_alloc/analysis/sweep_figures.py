@@ -14,6 +14,7 @@ from matplotlib.ticker import EngFormatter
 
 from kl_alloc.analysis.figures import (
     draw_mean_band,
+    group_styles,
     new_figure,
     panel_grid,
     plot_allocation_heatmaps,
@@ -33,13 +34,6 @@ def _group_runs(summaries: Sequence[RunSummary], include_unfinished: bool) -> di
     return groups
 
 
-def _colors(n: int) -> list:
-    from matplotlib import colormaps
-
-    cmap = colormaps["tab10" if n <= 10 else "viridis"]
-    return [cmap(i if n <= 10 else i / max(n - 1, 1)) for i in range(n)]
-
-
 def plot_curves(report: dict[str, Any], summaries: Sequence[RunSummary], include_unfinished: bool):
     groups = _group_runs(summaries, include_unfinished)
     tasks = [t for t in report["tasks"] if t["task"] in groups]
@@ -54,7 +48,8 @@ def plot_curves(report: dict[str, Any], summaries: Sequence[RunSummary], include
                 {"method": k[0], "params": json.loads(k[1])}, report["baseline"]
             ),
         )
-        for color, key in zip(_colors(len(keys)), keys, strict=True):
+        styles = group_styles([k[0] for k in keys])
+        for (color, dash), key in zip(styles, keys, strict=True):
             draw_mean_band(
                 ax,
                 [run_curve(s.data, task["metric"]) for s in tg[key]],
@@ -62,6 +57,7 @@ def plot_curves(report: dict[str, Any], summaries: Sequence[RunSummary], include
                 f"{group_label(key[0], json.loads(key[1]))} (n={len(tg[key])})",
                 lw=1.4,
                 alpha=0.15,
+                ls=dash,
             )
         if task.get("threshold") is not None:
             ax.axhline(task["threshold"], color="k", ls=":", lw=0.8)
@@ -168,7 +164,8 @@ def _draw_sweep_axis(ax, panel: _Panel, what: str) -> None:
     key, task, methods = panel
     base = next((r for r in task["rows"] if r.get("is_baseline") and r["n"]), None)
     xs = []
-    for color, (method, rows) in zip(_colors(len(methods)), methods.items(), strict=True):
+    styles = group_styles(list(methods))
+    for (color, _), (method, rows) in zip(styles, methods.items(), strict=True):
         x, y, lo, hi = _metric_points(rows, key, what)
         xs.extend(x)
         ok = np.isfinite(y)
@@ -246,7 +243,14 @@ def plot_overhead(report: dict[str, Any]):
     styles = ["-", "--", ":", "-."]
     envs = sorted({k[0] for k in lines})
     groups = sorted({(k[1], k[2]) for k in lines})
-    palette = dict(zip(groups, _colors(len(groups)), strict=True))
+    methods = [g[0] for g in groups]
+    if len(set(methods)) == len(methods):  # a method's own colour, as in every other figure
+        colors = [c for c, _ in group_styles(methods)]
+    else:  # line style marks the env here: groups of one method need colours of their own
+        from matplotlib import colormaps
+
+        colors = [colormaps["tab10"](i % 10) for i in range(len(groups))]
+    palette = dict(zip(groups, colors, strict=True))
     for key, pts in sorted(lines.items()):
         env, method, pkey = key
         color = palette[(method, pkey)]
