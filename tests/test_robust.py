@@ -425,3 +425,18 @@ def test_robust_figures_give_a_method_one_colour(sweep_runs):
     assert len(drawn) == 3
     for ln in drawn:
         assert mcolors.to_rgba(ln.get_color()) == by_label[ln.get_label().split(" (")[0]]
+
+
+def test_a_report_gives_one_interval_per_variance_ratio(sweep_runs):
+    """A row's var(X) / var(baseline) and the robust variance table's entry for the same pair
+    are the same numbers (the row's numpy bootstrap gave a second interval for the ratio)."""
+    report = build_report([sweep_runs], resamples=200, profile_resamples=20)
+    for task in report["tasks"]:
+        rows = {r["method"]: r for r in task["rows"] if not r["params"]}
+        for v in task["variance"]:
+            if v["y"] != "hatrpo":
+                continue
+            r = rows[v["x"]]
+            got = (r["var_ratio"], r["var_lo"], r["var_hi"])
+            assert got == (v["ratio"]["value"], v["ratio"]["lo"], v["ratio"]["hi"])
+            assert v["ratio"]["lo"] is not None

@@ -65,7 +65,9 @@ def _by_params(rows: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]
 def add_task_statistics(
     task: dict[str, Any], baseline: str, resamples: int, seed: int, profile_resamples: int
 ) -> None:
-    """Add ``iqm`` to every row and ``comparisons``, ``variance`` and ``profile`` to ``task``."""
+    """Add ``iqm`` to every row and ``comparisons``, ``variance`` and ``profile`` to ``task``;
+    a row's ``var_ratio`` / ``var_lo`` / ``var_hi`` against its baseline become the ``variance``
+    entry's numbers (the same ratio, one interval)."""
     rows = task["rows"]
     for r in rows:
         r["iqm"] = robust.iqm_interval(_finite(r["final"]), resamples, seed)
@@ -84,15 +86,21 @@ def add_task_statistics(
             )
         for x, y in var_pairs:
             a, b = _finite(methods[x]["final"]), _finite(methods[y]["final"])
+            ratio = robust.variance_ratio(a, b, resamples, seed)
             task["variance"].append(
                 {
                     "params": json.loads(pkey),
                     "x": x,
                     "y": y,
                     "n": [int(a.size), int(b.size)],
-                    "ratio": robust.variance_ratio(a, b, resamples, seed),
+                    "ratio": ratio,
                 }
             )
+            row = methods[x]
+            if row.get("baseline") == {"method": y, "params": methods[y]["params"]}:
+                # one interval per ratio in a report: the row's own (a numpy bootstrap that
+                # dropped infinite resamples) gave another interval for the same var / var_base
+                row.update(var_ratio=ratio["value"], var_lo=ratio["lo"], var_hi=ratio["hi"])
     normalised = robust.minmax_normalise(
         {group_key(r): _finite(r["final"]) for r in rows if r["n"]}
     )
