@@ -74,7 +74,11 @@ def write_empty(args, argv: list[str] | None, why: str) -> int:
             f"{' '.join(argv if argv is not None else sys.argv[1:])}` "
             f"({summary['generated_utc']}): no run of `{args.runs}` has started yet."
         )
-        rewrite_readme(Path(args.readme), block, args.marker)
+        readme = Path(args.readme)
+        rewrite_readme(readme, block, args.marker)
+        glance = f"{args.marker}-glance"
+        if markers(glance)[0] in readme.read_text():  # not the previous sweep's verdicts
+            rewrite_readme(readme, block, glance)
     print(f"no runs yet under {args.runs}; wrote {out / 'summary.json'}")
     return 0
 
@@ -83,7 +87,6 @@ def main(argv: list[str] | None = None) -> int:
     from kl_alloc.analysis import robust_figures
     from kl_alloc.analysis.figures import save
     from kl_alloc.experiments.spec import SpecError
-    from kl_alloc.rundir import provenance
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument(
@@ -104,6 +107,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
 
+    if not Path(args.runs).is_dir():
+        p.error(f"--runs {args.runs}: no such directory (the sweep's run root)")
     try:
         planned = planned_trials(args.runs, args.sweep)
     except SpecError as exc:
@@ -116,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
             resamples=args.resamples,
             include_unfinished=args.include_unfinished,
             planned=planned,
-            command=provenance(__file__, words)["command"],
+            command=" ".join(["python benchmarks/evidence.py", *words]),
             args=" ".join(words),
         )
     except ValueError as exc:  # no run has written its config yet
@@ -133,6 +138,8 @@ def main(argv: list[str] | None = None) -> int:
     for name, fig in figures.items():
         if fig is not None:
             save(fig, out / f"{name}.png")
+        else:  # nothing to draw now: not the previous figure beside the new summary
+            (out / f"{name}.png").unlink(missing_ok=True)
     if args.readme:
         readme = Path(args.readme)
         rewrite_readme(readme, readme_block(summary), args.marker)

@@ -29,7 +29,7 @@ import numpy as np
 
 from kl_alloc.analysis import robust
 from kl_alloc.analysis.metrics import choose_metric, truncate
-from kl_alloc.analysis.report import build_report, display_path
+from kl_alloc.analysis.report import build_report, display_path, nan_to_none
 from kl_alloc.analysis.robust import final_score, steps_reached
 from kl_alloc.analysis.runs import RunSummary, summarize_runs
 from kl_alloc.analysis.tables import (
@@ -65,6 +65,31 @@ def base_task(control: str, tasks: list[str]) -> str:
     return max((t for t in tasks if control.startswith(t + "-")), key=len)
 
 
+def _env_of(s) -> tuple[str, str]:
+    """A run's environment: its env name and keywords (what a control must share)."""
+    env = s.data.config.get("env") or {}
+    kwargs = (s.data.config.get("config") or {}).get("env_kwargs") or env.get("kwargs") or {}
+    return s.env_name, json.dumps(kwargs, sort_keys=True, default=str)
+
+
+def find_controls(summaries) -> dict[str, str]:
+    """``{control task: base task}``: a task named after another plus ``-suffix``
+    (:func:`control_tasks`) whose runs are on the same environment (env name and keywords) and
+    change at least one trainer setting (:func:`control_setting`). A task that only shares
+    the name prefix, e.g. ``matrix-3-4-6-10`` (another game) beside ``matrix``, is a task of
+    its own."""
+    by_task: dict[str, list] = {}
+    for s in summaries:
+        by_task.setdefault(s.task, []).append(s)
+    out = {}
+    for control in control_tasks(list(by_task)):
+        base = base_task(control, list(by_task))
+        envs = {_env_of(s) for s in by_task[control] + by_task[base]}
+        if len(envs) == 1 and control_setting(by_task[control], by_task[base]):
+            out[control] = base
+    return out
+
+
 def planned_steps(summary) -> float | None:
     """The env steps a run was started for (its stored spec), None if not recorded."""
     from kl_alloc.lifecycle import stored_spec
@@ -81,6 +106,12 @@ def control_setting(control_runs, base_runs) -> dict[str, Any]:
     mine = first.data.config.get("config", {}) or {}
     theirs = same[0].data.config.get("config", {}) or {}
     return {k: v for k, v in sorted(mine.items()) if k != "env_kwargs" and theirs.get(k) != v}
+
+
+def _pair_key(group: dict[str, Any], setting: dict[str, Any]) -> tuple[str, str]:
+    """(method, swept values without the control's setting) of a control-table group."""
+    own = {k: v for k, v in group["params"].items() if k not in setting}
+    return group["method"], json.dumps(own, sort_keys=True)
 
 
 def control_attribution(
@@ -102,8 +133,7 @@ def control_attribution(
     for s in summaries:
         by_task.setdefault(s.task, []).append(s)
     out = []
-    for control in sorted(control_tasks(list(by_task))):
-        base = base_task(control, list(by_task))
+    for control, base in sorted(find_controls(summaries).items()):
         planned = [p for p in map(planned_steps, by_task[control]) if p is not None]
         if not planned:
             continue
@@ -116,7 +146,8 @@ def control_attribution(
         runs = [(s, truncate(s.data, steps)) for s in members]
         setting = control_setting(by_task[control], by_task[base])
         entry: dict[str, Any] = {"control": control, "base": base, "steps": steps,
-                                 "setting": setting, "groups": [], "comparisons": []}  # fmt: skip
+                                 "fraction": fraction, "setting": setting, "groups": [],
+                                 "comparisons": []}  # fmt: skip
         if not runs:
             out.append(entry)
             continue
@@ -135,15 +166,20 @@ def control_attribution(
             g["final"].append(score)
         for g in groups.values():
             g["iqm"] = robust.iqm_interval(np.array(g["final"]), resamples, seed)
-        ctrl = {k[1]: g for k, g in groups.items() if k[0] == control}
-        plain = {k[1]: g for k, g in groups.items() if k[0] == base}
-        pairs = [(ctrl[m], plain[m]) for m in ctrl if m in plain]
-        others = sorted((m for m in plain if m != baseline), key=method_sort_key)
-        if baseline in ctrl:
-            pairs += [(plain[m], ctrl[baseline]) for m in others]
-            pairs += [(ctrl[m], ctrl[baseline]) for m in others if m in ctrl]
-        if baseline in plain:
-            pairs += [(plain[m], plain[baseline]) for m in others]
+
+        # groups paired on (method, swept values): a control group's own values are its
+        # params without the setting, so a swept cg_damping = 0.001 meets 0.001 only
+        ctrl = {_pair_key(g, setting): g for g in groups.values() if g["task"] == control}
+        plain = {_pair_key(g, {}): g for g in groups.values() if g["task"] == base}
+        pairs = [(ctrl[k], plain[k]) for k in ctrl if k in plain]
+        others = sorted(
+            (k for k in plain if k[0] != baseline), key=lambda k: (method_sort_key(k[0]), k[1])
+        )
+        pairs += [(plain[k], ctrl[b]) for k in others if (b := (baseline, k[1])) in ctrl]
+        pairs += [
+            (ctrl[k], ctrl[b]) for k in others if k in ctrl and (b := (baseline, k[1])) in ctrl
+        ]
+        pairs += [(plain[k], plain[b]) for k in others if (b := (baseline, k[1])) in plain]
         for x, y in pairs:
             poi = robust.probability_of_improvement(
                 np.array(x["final"]), np.array(y["final"]), resamples, seed
@@ -163,10 +199,11 @@ def attribution_lines(entries: list[dict[str, Any]]) -> list[str]:
     lines: list[str] = []
     for e in entries:
         what = ", ".join(f"{k} = {json.dumps(v)}" for k, v in e.get("setting", {}).items())
+        pct = f"{100 * e.get('fraction', 0.1):g}%"
         lines += ["", f"**Control {e['control']} ({what or 'no setting changed'}) against "
-                  f"{e['base']}, both at {e['steps'] / 1e6:g}M steps** (final score: mean of the "
-                  "evaluations over the last 10% of those steps; the runs that reached them)",
-                  ""]  # fmt: skip
+                  f"{e['base']}, both at {_steps_text(e['steps'])} steps** (final score: mean of "
+                  f"the evaluations over the last {pct} of those steps, the last expected reward "
+                  "on the games; every run that reached them, finished or not)", ""]  # fmt: skip
         if not e["groups"]:
             lines.append("No run has reached that step count yet.")
             continue
@@ -274,17 +311,22 @@ def claim_rows(summary: dict[str, Any], baseline: str = "hatrpo") -> list[dict[s
                 "verdict": separation(p),
             }
         entry["var_g_over_w"] = var.get(("hatrpo-g", "hatrpo-w"))
+        entry["swept_only"] = not rows and any(r["params"] and r["n"] for r in task["rows"])
         out.append(entry)
     return out
 
 
 def _variance_says(v: dict[str, Any] | None) -> str:
-    """Where the claimed var(G) / var(W) lies against a measured ratio's interval."""
+    """Where the claimed var(G) / var(W) lies against a measured ratio's interval. An interval
+    with a lower end and no upper one (resamples with var(W) = 0: few seeds) is unbounded
+    above: the claim can still lie below it."""
     c = CLAIMED_VARIANCE_RATIO
-    b = interval_bounds(v)
-    if b is None:
+    lo, hi = _finite_or_none((v or {}).get("lo")), _finite_or_none((v or {}).get("hi"))
+    if lo is None:
         return "too few runs"
-    return f"{c} inside" if b[0] <= c <= b[1] else f"{c} {'above' if b[1] < c else 'below'} it"
+    if hi is None:
+        return f"{c} below it" if c < lo else f"{c} inside (no upper end)"
+    return f"{c} inside" if lo <= c <= hi else f"{c} {'above' if hi < c else 'below'} it"
 
 
 def claim_lines(claims: list[dict[str, Any]]) -> list[str]:
@@ -316,13 +358,18 @@ def claim_lines(claims: list[dict[str, Any]]) -> list[str]:
     ]
 
 
+def _made_by(summary: dict[str, Any]) -> str:
+    """``Generated by `COMMAND` (time)``: the command that made the summary, or its run root
+    when it was built through the API without one."""
+    how = f"`{summary['command']}`" if summary.get("command") else f"from `{summary['runs_dir']}`"
+    return f"Generated {'by ' if summary.get('command') else ''}{how} ({summary['generated_utc']})"
+
+
 def readme_block(summary: dict[str, Any]) -> str:
     """The README's results block, generated from summary.json."""
 
     lines = [
-        f"Generated by `python benchmarks/evidence.py {summary['args']}` "
-        f"({summary['generated_utc']}). "
-        f"{status_line(summary['runs'], summary.get('planned_trials'))}",
+        f"{_made_by(summary)}. {status_line(summary['runs'], summary.get('planned_trials'))}",
         "",
         runs_used_line(summary["report"]),
     ]
@@ -359,12 +406,16 @@ def build_summary(
 ) -> tuple[dict[str, Any], list[RunSummary]]:
     """``(summary, run summaries)`` of the runs under ``runs_dir``: the JSON-ready dict that
     ``benchmarks/evidence.py`` writes as summary.json (see the module doc), and the runs it was
-    built from (for the figures). ``planned``: the sweep's trial count (:func:`planned_trials`);
-    ``command`` / ``args``: how it was made, for the README's line. Raises ValueError when no
-    run under ``runs_dir`` has written its config yet."""
+    built from (for the figures). ``planned``: the sweep's trial count (default: from the
+    ``sweep.json`` that ``kl-alloc sweep`` writes into ``runs_dir``, see
+    :func:`planned_trials`); ``command`` / ``args``: how it was made, for the README's line.
+    Raises ValueError when no run under ``runs_dir`` has written its config yet."""
     summaries = summarize_runs([runs_dir])
+    if planned is None:
+        planned = planned_trials(runs_dir)
     tasks = sorted({s.task for s in summaries})
-    main_tasks = [t for t in tasks if t not in control_tasks(tasks)]
+    controls = find_controls(summaries)
+    main_tasks = [t for t in tasks if t not in controls]
     report = build_report(
         [runs_dir],
         resamples=resamples,
@@ -381,12 +432,13 @@ def build_summary(
         "args": args,
         "planned_trials": planned,
         "main_tasks": main_tasks,
-        "control_tasks": sorted(control_tasks(tasks)),
+        "control_tasks": sorted(controls),
         "runs": run_rows(summaries, report),
         "attribution": control_attribution(summaries, fraction, resamples),
         "report": report,
     }
-    summary = json.loads(json.dumps(summary))  # plain JSON types (what summary.json holds)
+    # plain JSON types, what summary.json holds: NaN / inf (an interval of one run) -> None
+    summary = json.loads(json.dumps(nan_to_none(summary)))
     summary["claims"] = claim_rows(summary)
     return summary, summaries
 
@@ -395,9 +447,9 @@ def _steps_text(steps: float) -> str:
     return f"{steps / 1e6:g}M" if steps >= 1e5 else f"{steps / 1e3:g}k"
 
 
-def _task_steps(runs: list[dict[str, Any]], task: str) -> str:
-    """The env steps of a task's finished runs ('3M', or '2M-3M' when they differ)."""
-    steps = [r["env_steps"] for r in runs if r["task"] == task and r["finished"]]
+def _task_steps(runs: list[dict[str, Any]], task: str, unfinished: bool = False) -> str:
+    """The env steps of a task's runs used ('3M', or '2M-3M' when they differ)."""
+    steps = [r["env_steps"] for r in runs if r["task"] == task and (r["finished"] or unfinished)]
     if not steps:
         return "-"
     lo, hi = min(steps), max(steps)
@@ -426,44 +478,53 @@ def _gain_verdict(method: str, claims: list[dict[str, Any]]) -> str:
     higher = [t for t, d in judged if d["verdict"] == "higher"]
     lower = [t for t, d in judged if d["verdict"] == "lower"]
     n = len(judged)
-    text = f"{label}: higher than HATRPO on {len(higher)} of {n} task{'s' if n != 1 else ''}"
+    text = f"**{label}**: higher than HATRPO on {len(higher)} of {n} task{'s' if n != 1 else ''}"
     if higher:
         text += f" ({', '.join(higher)})"
     if lower:
-        text += f", lower on {', '.join(lower)}"
+        text += f", lower on {len(lower)} ({', '.join(lower)})"
     claimed = CLAIMED_GAIN.get(method)
     if claimed is not None:
-        bounds = [(t, interval_bounds(d["improvement"])) for t, d in judged]
-        below = [t for t, b in bounds if b is not None and b[1] < claimed]
-        if below:
-            text += f"; gain's interval below the claimed {100 * claimed:g}% on {len(below)} of {n}"
+        bounds = [interval_bounds(d["improvement"]) for _, d in judged]
+        below = sum(b is not None and b[1] < claimed for b in bounds)
+        above = sum(b is not None and b[0] > claimed for b in bounds)
+        for count, where in ((below, "below"), (above, "above")):
+            if count:
+                text += (f"; {label}'s gain interval lies {where} its claimed "
+                         f"{100 * claimed:g}% on {count} of {n}")  # fmt: skip
     if len(judged) < len(entries):
         text += f"; {len(entries) - len(judged)} with too few runs"
     return text
 
 
 def glance_block(summary: dict[str, Any]) -> str:
-    """One row per published MuJoCo claim (final-return gain; G's variance against W's) over
-    the main tasks, for the README's "results at a glance": what was measured, with intervals,
-    and how it came out. Generated from summary.json like :func:`readme_block`; says "in
+    """One row per published claim (the final-return gain over HATRPO, which the paper
+    measured on MuJoCo; G's variance against W's) over the main tasks, whatever their env, for
+    the README's "results at a glance": what was measured, with intervals, and how it came
+    out. Generated from summary.json like :func:`readme_block`; says "in
     progress" while the sweep has trials left."""
     runs = summary["runs"]
     claims = summary.get("claims", [])
+    report = summary.get("report") or {}
+    unfinished = bool(report.get("include_unfinished"))
     done = sum(r["finished"] for r in runs)
     planned = summary.get("planned_trials")
     total = planned if planned is not None and planned >= len(runs) else len(runs)
-    progress = f"{done} of {total} trials finished"
+    used = "all runs, unfinished included" if unfinished else "the finished runs"
     head = (
-        f"Generated by `python benchmarks/evidence.py {summary['args']}` "
-        f"({summary['generated_utc']}) from the finished runs: {progress}"
+        f"{_made_by(summary)} from {used}: {done} of {total} "
+        f"{'trials' if planned is not None else 'runs'} finished"
         + (" (**in progress**: not a result yet)." if done < total else ".")
     )
     gains, variances = [], []
     for c in claims:
+        if c.get("swept_only"):
+            gains.append(f"{c['task']}: swept groups only (the claims use unswept groups)")
+            continue
         n = "/".join(str(c["runs"].get(m, 0)) for m in ("hatrpo", "hatrpo-w", "hatrpo-g"))
         parts = [f"{method_label(m).replace('HATRPO-', '')} {_pct(d['improvement'])}"
                  for m, d in c["methods"].items()]  # fmt: skip
-        where = f"{c['task']} ({n} seeds H/W/G, {_task_steps(runs, c['task'])})"
+        where = f"{c['task']} ({n} seeds H/W/G, {_task_steps(runs, c['task'], unfinished)})"
         gains.append(f"{where}: {', '.join(parts) or 'no comparison yet'}")
         v = c.get("var_g_over_w")
         if v and v.get("value") is not None:
@@ -471,16 +532,16 @@ def glance_block(summary: dict[str, Any]) -> str:
     methods = [m for m in ("hatrpo-w", "hatrpo-g") if any(m in c["methods"] for c in claims)]
     rows = [
         [
-            "> 22.5% better final return on MuJoCo (G ~25%, W ~22.5%)",
+            "final score above HATRPO's (paper, on MuJoCo: > 22.5%; G ~25%, W ~22.5%)",
             "; ".join(gains) or "no finished runs yet",
-            "; ".join(_gain_verdict(m, claims) for m in methods) or "-",
+            "<br>".join(_gain_verdict(m, claims) for m in methods) or "-",
         ]
     ]
     says = [(t, _variance_says(v)) for t, v in variances]
     judged = [(t, s) for t, s in says if s != "too few runs"]
     if not judged:
         verdict = "not judged yet (too few runs)" if says else "-"
-    elif all(s.endswith("inside") for _, s in judged):
+    elif all("inside" in s for _, s in judged):
         verdict = f"not resolved: {CLAIMED_VARIANCE_RATIO} inside every interval"
     else:
         verdict = "; ".join(f"{t}: {s}" for t, s in judged)

@@ -71,15 +71,16 @@ from kl_alloc.rundir import provenance
 logger = logging.getLogger(__name__)
 
 
-def _nan_to_none(x: Any) -> Any:
+def nan_to_none(x: Any) -> Any:
+    """``x`` with every NaN / inf float (at any depth) as None: what JSON can hold."""
     if isinstance(x, dict):
-        return {k: _nan_to_none(v) for k, v in x.items()}
+        return {k: nan_to_none(v) for k, v in x.items()}
     if isinstance(x, list | tuple):
-        return [_nan_to_none(v) for v in x]
+        return [nan_to_none(v) for v in x]
     if isinstance(x, float) and not math.isfinite(x):
         return None
     if isinstance(x, np.generic):
-        return _nan_to_none(x.item())
+        return nan_to_none(x.item())
     return x
 
 
@@ -323,7 +324,7 @@ def build_report(
         chosen = [t for t in out_tasks if names is None or t["task"] in names]
         agg = robust_report.aggregate(chosen, baseline, resamples, seed, profile_resamples)
     prov = provenance()
-    return _nan_to_none(
+    return nan_to_none(
         {
             "sources": [display_path(p) for p in paths],
             "provenance": {k: prov[k] for k in _REPORT_PROVENANCE},

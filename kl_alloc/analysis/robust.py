@@ -230,7 +230,14 @@ def variance_ratio(
     ratios = ratios[~np.isnan(ratios)]
     if not ratios.size:
         return _nan_interval(point)
-    lo, hi = np.percentile(ratios, [2.5, 97.5])
+    # the infinite resamples (var(y) = 0) sort last; a percentile whose neighbours reach
+    # them is inf (numpy's interpolation would give inf - inf = NaN, with a warning)
+    n_finite = int(np.isfinite(ratios).sum())
+    lo, hi = (
+        math.inf if math.ceil(q / 100 * (ratios.size - 1)) >= n_finite
+        else float(np.percentile(ratios, q))
+        for q in (2.5, 97.5)
+    )  # fmt: skip
     return {"value": point, "lo": float(lo), "hi": float(hi)}
 
 

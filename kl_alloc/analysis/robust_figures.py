@@ -125,6 +125,7 @@ def plot_curves_ci(
     if not tasks:
         return None
     fig, axes = panel_grid(len(tasks))
+    drawn = 0
     for ax, task in zip(axes, tasks, strict=False):
         tg = groups[task["task"]]
         for key, color, dash in _group_styles(tg):
@@ -137,16 +138,21 @@ def plot_curves_ci(
             part_way = sum(not s.finished for s in tg[key])
             n = f"n={len(tg[key])}" + (f", {part_way} part-way" if part_way else "")
             label = f"{group_label(info['method'], info['params'])} ({n})"
-            ax.plot(x, mean, color=color, ls=dash, lw=1.4, label=label)
+            marker = "o" if x.size == 1 else None  # one evaluation: a point, not a line
+            ax.plot(x, mean, color=color, ls=dash, lw=1.4, marker=marker, label=label)
+            drawn += 1
             ax.fill_between(x, lo, hi, color=color, alpha=0.18, lw=0)
         ax.set_title(task["task"], fontsize="medium")
         ax.set_xlabel("env steps")
         ax.xaxis.set_major_formatter(EngFormatter(sep=""))
         ax.set_ylabel(task["metric"].replace("_", " "))
         ax.grid(alpha=0.3)
-        ax.legend(fontsize="x-small", loc="best")
+        if ax.get_lines():
+            ax.legend(fontsize="x-small", loc="best")
     for ax in axes[len(tasks) :]:
         ax.set_visible(False)
+    if not drawn:  # no run has evaluated yet: no empty axes
+        return None
     fig.suptitle("learning curves: mean over seeds, band 95% bootstrap CI", fontsize="medium")
     return fig
 
