@@ -548,3 +548,13 @@ def test_variance_ratio_upper_end_among_infinite_resamples():
     assert r["hi"] == math.inf and r["lo"] == 0.0
     r = robust.variance_ratio([1.0, 2, 3, 4, 5], [2.0, 3, 1, 5, 4], 500, 0)
     assert 0 < r["lo"] < 1 < r["hi"] < math.inf
+
+
+def test_a_task_with_no_finished_run_keeps_its_metric(tmp_path):
+    """Part-way runs only: the task's metric is still the one its runs have (eval_return
+    here), so their final scores in a summary mean what they will mean once runs finish."""
+    for seed in range(2):
+        write_run(tmp_path, "t", "hatrpo", seed, curve(1.0, total=50 * STEP, seed=seed),
+                  50 * STEP, finished=False)  # fmt: skip
+    (task,) = build_report([tmp_path], resamples=50, profile_resamples=20)["tasks"]
+    assert task["metric"] == "eval_return"

@@ -204,7 +204,9 @@ def _task_report(
     common_steps: float | None,
 ) -> dict[str, Any]:
     used = _used_runs(members, include_unfinished, common_steps)
-    metric = choose_metric([s.data for s in used])
+    # before any run of the task has finished, the metric comes from the runs found (the
+    # empty set gave episode_return, so a part-way run's final score changed meaning later)
+    metric = choose_metric([s.data for s in (used or members)])
     env_name = members[0].env_name
     threshold = st.threshold
     if threshold is None and used:
