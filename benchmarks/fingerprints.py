@@ -10,8 +10,10 @@ update order, line-search tries, ...) changes by one bit.
     .venv/bin/python benchmarks/fingerprints.py --check --only matrix/hatrpo-w
     .venv/bin/python benchmarks/fingerprints.py --write            # deliberately re-record
 
-``--write`` rewrites ``tests/golden/fingerprints.json``; run it only when a change of numbers
-is intended and say why in the commit. ``--check`` exits 1 and names every run that differs,
+``--write`` rewrites ``tests/golden/<machine class>/fingerprints.json`` (:func:`machine_class`:
+the last bits of vectorised sums differ between AVX-512 and AVX2 machines, so each class has its
+own files); run it only when a change of numbers is intended, or to record a new class of
+machine, and say why in the commit. ``--check`` exits 1 and names every run that differs,
 the first iteration that differs and the fields that differ.
 
 The runs (seed 0, the settings in docs/results.md):
@@ -51,7 +53,25 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-STORE = ROOT / "tests" / "golden" / "fingerprints.json"
+GOLDEN = ROOT / "tests" / "golden"
+
+
+def machine_class() -> str:
+    """The class of machine whose floating-point results a golden file holds: ``x86_64-avx512``,
+    ``x86_64-avx2`` (the host CPU's widest vector instructions, which numba's compiled loops,
+    torch's kernels and MKL all dispatch on: the last bits of sums differ between the two), else
+    the architecture. Bitwise goldens hold per class (tests/golden/CLASS/)."""
+    arch = platform.machine().lower()
+    if arch not in ("x86_64", "amd64"):
+        return arch
+    from llvmlite import binding  # numba's code generator: what its kernels are compiled for
+
+    features = binding.get_host_cpu_features()
+    isa = "avx512" if features.get("avx512f") else "avx2" if features.get("avx2") else "sse"
+    return f"x86_64-{isa}"
+
+
+STORE = GOLDEN / machine_class() / "fingerprints.json"
 
 ALGOS = ("hatrpo", "hatrpo-w", "hatrpo-g")
 ANT = ["--env", "mamujoco", "--scenario", "Ant", "--agent-conf", "2x4", "--steps", "20000"]
@@ -238,6 +258,7 @@ def _provenance() -> dict:
         "torch": torch.__version__,
         "numpy": numpy.__version__,
         "machine": platform.machine(),
+        "machine_class": machine_class(),
     }
 
 

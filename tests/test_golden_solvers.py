@@ -1,12 +1,13 @@
 """Golden solver outputs: a fixed set of problems and every field of the public answer, bitwise.
 
-The inputs are written out below; the outputs in ``tests/golden/solvers.json`` were measured
-from ``water_fill`` / ``greedy_allocate`` / ``uniform_allocate`` and are stored as hex floats. A
-refactoring of the solver core must reproduce them exactly. (docs/solvers.md: the sums over
-agents are vectorised with ``fastmath={'reassoc'}``: on a machine with another vector width the
-last bits of some answers may legitimately differ; re-record there deliberately, see
-``tests/golden/_golden.py``.) Large rows (the sampled-bracket / sampled-band paths) are drawn from
-a seeded ``numpy.random.default_rng``; their inputs are pinned by hash too.
+The inputs are written out below; the outputs in ``tests/golden/<machine class>/solvers.json``
+were measured from ``water_fill`` / ``greedy_allocate`` / ``uniform_allocate`` and are stored as
+hex floats. A refactoring of the solver core must reproduce them exactly. (docs/solvers.md: the
+sums over agents are vectorised with ``fastmath={'reassoc'}``: on a machine with another vector
+width the last bits of some answers legitimately differ: each class of machine, AVX2 or
+AVX-512, has its own file, see ``tests/golden/_golden.py``.) Large rows (the sampled-bracket /
+sampled-band paths) are drawn from a seeded ``numpy.random.default_rng``; their inputs are
+pinned by hash too.
 """
 
 from __future__ import annotations
@@ -164,3 +165,19 @@ def test_batched_rows_equal_single_problems(golden):
     for b in range(W.shape[0]):
         one = water_fill(W[b], Tb[b], floors=kw["floors"][b], upper=kw["upper"][b])
         np.testing.assert_array_equal(one.delta, delta[b])
+
+
+def test_goldens_are_kept_per_machine_class(monkeypatch):
+    """The machine's class picks the golden folder; a class with none recorded skips with the
+    way to record it (another class's last bits would fail without anything being wrong)."""
+    from golden import _golden
+
+    fp = _golden.fingerprints_module()
+    assert fp.machine_class() == _golden.machine_dir().name
+    assert (_golden.GOLDEN / "x86_64-avx2" / FILE).exists()
+    assert (_golden.GOLDEN / "x86_64-avx512" / FILE).exists()
+    monkeypatch.setattr(fp, "machine_class", lambda: "riscv64")
+    with pytest.raises(
+        pytest.skip.Exception, match="no goldens recorded for machine class riscv64"
+    ):
+        _golden.load(FILE)

@@ -5,6 +5,9 @@ the code's answer with the file; it never writes the file unless the developer a
 
     KL_ALLOC_WRITE_GOLDEN=1 .venv/bin/python -m pytest tests/test_golden*.py
 
+The files live in ``tests/golden/<machine class>/`` (:func:`machine_dir`): AVX-512 and AVX2
+machines give different last bits of vectorised sums, so each class is recorded on its own.
+
 rewrites every golden file those tests touch and then *skips* (never passes) the tests that wrote,
 so a re-recording run cannot be mistaken for a green one. Review the diff and say in the commit
 why the numbers changed. (The run fingerprints have their own switch:
@@ -86,19 +89,40 @@ def decode(x: Any) -> Any:
     return x
 
 
+def machine_dir() -> Path:
+    """``tests/golden/<machine class>/``: bitwise goldens hold per class of machine (see
+    ``benchmarks/fingerprints.py``'s ``machine_class``: the vector width changes the last bits
+    of reassociated sums in numba's kernels, torch's and MKL's)."""
+    return GOLDEN / fingerprints_module().machine_class()
+
+
 def load(name: str) -> dict:
-    path = GOLDEN / name
+    """A golden file of this machine's class. A class with no recorded goldens skips the test
+    with the command that records them (the numbers of another class would fail in the last
+    bits without anything being wrong); a recorded class with the file missing fails."""
+    folder = machine_dir()
+    if not folder.is_dir():
+        known = sorted(
+            p.name for p in GOLDEN.iterdir() if p.is_dir() and not p.name.startswith("_")
+        )
+        pytest.skip(
+            f"no goldens recorded for machine class {folder.name} (recorded: {', '.join(known)}); "
+            f"record them deliberately with {WRITE_ENV}=1 and benchmarks/fingerprints.py --write"
+        )
+    path = folder / name
     if not path.exists():
         pytest.fail(f"{path} is missing: record it deliberately with {WRITE_ENV}=1")
     return json.loads(path.read_text())
 
 
 def save(name: str, data: dict) -> None:
-    (GOLDEN / name).write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
+    folder = machine_dir()
+    folder.mkdir(exist_ok=True)
+    (folder / name).write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
 
 
 def wrote(name: str) -> None:
-    pytest.skip(f"{WRITE_ENV}=1: rewrote tests/golden/{name}; review the diff before committing")
+    pytest.skip(f"{WRITE_ENV}=1: rewrote {machine_dir() / name}; review the diff before committing")
 
 
 def fingerprints_module():
