@@ -77,7 +77,9 @@ def write_empty(args, argv: list[str] | None, why: str) -> int:
         readme = Path(args.readme)
         rewrite_readme(readme, block, args.marker)
         glance = f"{args.marker}-glance"
-        if markers(glance)[0] in readme.read_text():  # not the previous sweep's verdicts
+        if all(
+            m in readme.read_text() for m in markers(glance)
+        ):  # not the previous sweep's verdicts
             rewrite_readme(readme, block, glance)
     print(f"no runs yet under {args.runs}; wrote {out / 'summary.json'}")
     return 0
@@ -144,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
         readme = Path(args.readme)
         rewrite_readme(readme, readme_block(summary), args.marker)
         glance = f"{args.marker}-glance"
-        if markers(glance)[0] in readme.read_text():
+        if all(m in readme.read_text() for m in markers(glance)):
             rewrite_readme(readme, glance_block(summary), glance)
     print(status_line(summary["runs"], summary["planned_trials"]))
     print(f"wrote {out / 'summary.json'}")

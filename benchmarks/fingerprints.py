@@ -57,18 +57,26 @@ GOLDEN = ROOT / "tests" / "golden"
 
 
 def machine_class() -> str:
-    """The class of machine whose floating-point results a golden file holds: ``x86_64-avx512``,
-    ``x86_64-avx2`` (the host CPU's widest vector instructions, which numba's compiled loops,
-    torch's kernels and MKL all dispatch on: the last bits of sums differ between the two), else
-    the architecture. Bitwise goldens hold per class (tests/golden/CLASS/)."""
+    """The class of machine whose floating-point results a golden file holds: ``x86_64-avx2``
+    when numba compiles for AVX2 at most, ``x86_64-avx512-<cpu>`` with AVX-512 (LLVM tunes the
+    vector width per CPU: an Intel AVX-512 CPU compiles the solver's sums differently from an
+    AMD one), else the architecture. What numba compiles for is what counts
+    (``NUMBA_CPU_NAME`` / ``NUMBA_CPU_FEATURES`` override the host); torch's kernels and MKL
+    dispatch on the same vector ISA. Bitwise goldens hold per class (tests/golden/CLASS/)."""
     arch = platform.machine().lower()
     if arch not in ("x86_64", "amd64"):
         return arch
-    from llvmlite import binding  # numba's code generator: what its kernels are compiled for
+    from llvmlite import binding  # numba's code generator
+    from numba.core import config
 
-    features = binding.get_host_cpu_features()
-    isa = "avx512" if features.get("avx512f") else "avx2" if features.get("avx2") else "sse"
-    return f"x86_64-{isa}"
+    cpu = config.CPU_NAME or binding.get_host_cpu_name()
+    if config.CPU_FEATURES is not None:
+        flags = {f[1:]: f[0] == "+" for f in config.CPU_FEATURES.split(",") if f[:1] in "+-" and f}
+    else:
+        flags = dict(binding.get_host_cpu_features())
+    if flags.get("avx512f"):
+        return f"x86_64-avx512-{cpu}"
+    return "x86_64-avx2" if flags.get("avx2") else "x86_64-sse"
 
 
 STORE = GOLDEN / machine_class() / "fingerprints.json"

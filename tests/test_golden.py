@@ -2,7 +2,7 @@
 
 Every run here is a public ``kl-alloc train`` command (through ``kl_alloc.cli.main``, in a
 temporary directory) or the public ``Trainer``; the numbers were measured from the code and stored
-in ``tests/golden/<machine class>/`` (``x86_64-avx2``, ``x86_64-avx512``: the last bits of
+in ``tests/golden/<machine class>/`` (``x86_64-avx2``, ``x86_64-avx512-znver4``: the last bits of
 vectorised sums differ between the two; a class with no recorded files skips these tests):
 
 - ``fingerprints.json`` (written by ``benchmarks/fingerprints.py --write``): a SHA-256 of

@@ -449,7 +449,8 @@ def _control_run(root, task, method, seed, final, total, config, params=None, en
     sub = method + "".join(f"/{k}={v}" for k, v in (params or {}).items())
     d = write_run(root, task, sub, seed, curve(final, total=total, seed=seed), total)
     cfg = json.loads((d / "config.json").read_text())
-    cfg |= {"algo": method, "env": cfg["env"] | {"name": env}, "config": config}
+    # a real run keeps its swept values in config.json's config as well
+    cfg |= {"algo": method, "env": cfg["env"] | {"name": env}, "config": config | (params or {})}
     (d / "config.json").write_text(json.dumps(cfg))
     trial = {"task": task, "method": method, "algo": method, "params": params or {}}
     (d / "trial.json").write_text(json.dumps(trial))
@@ -463,13 +464,14 @@ def test_evidence_controls_pair_swept_values_and_need_the_same_env(tmp_path):
     control; a control group of one run gives None bounds in summary.json, not a crash."""
     from kl_alloc.analysis import evidence
 
-    for damping in (0.1, 0.001):
+    for damping in (0.001, 0.1):  # the control's first run (0.001) differs from a base run
         for m, final in (("hatrpo", 1.0 if damping == 0.1 else 2.0), ("hatrpo-w", 3.0)):
             for seed in range(3):
                 _control_run(tmp_path, "a", m, seed, final, 100 * STEP,
                              {"carry": False}, {"cg_damping": damping})  # fmt: skip
-        # the control: HATRPO carrying; one run at 0.1 (no interval), three at 0.001
-        for seed in range(1 if damping == 0.1 else 3):
+        # the control: HATRPO carrying, one run at 0.1 (no interval) and none at 0.001 (it
+        # sweeps a subset of the base's values: the base's first run, 0.001, differs from it)
+        for seed in range(1 if damping == 0.1 else 0):
             _control_run(tmp_path, "a-carry", "hatrpo", seed, 5.0 if damping == 0.1 else 0.5,
                          100 * STEP, {"carry": True}, {"cg_damping": damping})  # fmt: skip
     for seed in range(2):  # another game named like a control of "a"
@@ -481,12 +483,12 @@ def test_evidence_controls_pair_swept_values_and_need_the_same_env(tmp_path):
     assert evidence.find_controls(evidence.summarize_runs([tmp_path])) == {"a-carry": "a"}
     (entry,) = summary["attribution"]
     poi = {(c["x"], c["y"]): c["poi"]["value"] for c in entry["comparisons"]}
-    # carrying at 0.001 (0.5) against plain 0.001 (2.0): lower; at 0.1 (5.0) against 0.1 (1.0)
-    assert poi[("HATRPO (carry=True, cg_damping=0.001)", "HATRPO (cg_damping=0.001)")] == 0.0
+    assert entry["setting"] == {"carry": True}  # not the swept cg_damping
+    # carrying at 0.1 (5.0) against plain 0.1 (1.0), never against 0.001
     assert poi[("HATRPO (carry=True, cg_damping=0.1)", "HATRPO (cg_damping=0.1)")] == 1.0
     assert ("HATRPO (carry=True, cg_damping=0.1)", "HATRPO (cg_damping=0.001)") not in poi
-    assert poi[("HATRPO-W (cg_damping=0.001)", "HATRPO (carry=True, cg_damping=0.001)")] == 1.0
     assert poi[("HATRPO-W (cg_damping=0.1)", "HATRPO (carry=True, cg_damping=0.1)")] == 0.0
+    assert ("HATRPO-W (cg_damping=0.001)", "HATRPO (cg_damping=0.001)") in poi
     one = [g for g in entry["groups"] if len(g["final"]) == 1]
     assert one and one[0]["iqm"]["lo"] is None  # NaN -> None
     # the claims use unswept groups only, and the glance says why "a" has none
@@ -556,5 +558,6 @@ def test_a_task_with_no_finished_run_keeps_its_metric(tmp_path):
     for seed in range(2):
         write_run(tmp_path, "t", "hatrpo", seed, curve(1.0, total=50 * STEP, seed=seed),
                   50 * STEP, finished=False)  # fmt: skip
+    write_run(tmp_path, "t", "hatrpo-w", 0, [], 2 * STEP, finished=False)  # just started
     (task,) = build_report([tmp_path], resamples=50, profile_resamples=20)["tasks"]
     assert task["metric"] == "eval_return"

@@ -103,9 +103,16 @@ def control_setting(control_runs, base_runs) -> dict[str, Any]:
     differ from those of a base-task run of the same method (any base run if none)."""
     first = control_runs[0]
     same = [b for b in base_runs if b.method == first.method] or base_runs
+    # a base run with the same swept values where there is one; swept keys are never the
+    # setting (a control sweeping a subset of the base's values, or the key itself)
+    same = [b for b in same if b.params == first.params] or same
     mine = first.data.config.get("config", {}) or {}
     theirs = same[0].data.config.get("config", {}) or {}
-    return {k: v for k, v in sorted(mine.items()) if k != "env_kwargs" and theirs.get(k) != v}
+    return {
+        k: v
+        for k, v in sorted(mine.items())
+        if k != "env_kwargs" and k not in first.params and theirs.get(k) != v
+    }
 
 
 def _pair_key(group: dict[str, Any], setting: dict[str, Any]) -> tuple[str, str]:
@@ -157,7 +164,7 @@ def control_attribution(
             score = robust.final_score(data, metric, fraction)
             if not math.isfinite(score):  # no evaluation in the window: nothing to compare
                 continue
-            params = {**s.params, **(setting if s.task == control else {})}
+            params = {**(setting if s.task == control else {}), **s.params}
             key = (s.task, s.method, json.dumps(params, sort_keys=True))
             g = groups.setdefault(key, {"task": s.task, "method": s.method, "params": params,
                                         "label": group_label(s.method, params),
@@ -468,8 +475,8 @@ def _pct(d: dict[str, Any] | None) -> str:
 
 def _gain_verdict(method: str, claims: list[dict[str, Any]]) -> str:
     """How one method's gain over the baseline came out across the tasks: on how many P(X >
-    baseline)'s interval lies above 0.5 (and below), and on how many the claimed size lies
-    inside, above or below the interval of the mean gain."""
+    baseline)'s interval lies above 0.5 (and below), and on how many the interval of the mean
+    gain lies wholly below or above the claimed size (the rest contain it)."""
     label = method_label(method).replace("HATRPO-", "")
     entries = [(c["task"], c["methods"][method]) for c in claims if method in c["methods"]]
     if not entries:
@@ -512,7 +519,7 @@ def glance_block(summary: dict[str, Any]) -> str:
     total = planned if planned is not None and planned >= len(runs) else len(runs)
     used = "all runs, unfinished included" if unfinished else "the finished runs"
     head = (
-        f"{_made_by(summary)} from {used}: {done} of {total} "
+        f"{_made_by(summary)}, using {used}: {done} of {total} "
         f"{'trials' if planned is not None else 'runs'} finished"
         + (" (**in progress**: not a result yet)." if done < total else ".")
     )

@@ -204,9 +204,13 @@ def _task_report(
     common_steps: float | None,
 ) -> dict[str, Any]:
     used = _used_runs(members, include_unfinished, common_steps)
-    # before any run of the task has finished, the metric comes from the runs found (the
-    # empty set gave episode_return, so a part-way run's final score changed meaning later)
-    metric = choose_metric([s.data for s in (used or members)])
+    # before any run of the task has finished, the metric comes from the runs found that have
+    # evaluated (the empty set, or one just started, gave episode_return: a part-way run's
+    # final score changed meaning later)
+    started = [s for s in members if s.data.iteration.size and (
+        np.isfinite(s.data.expected_reward).any() or np.isfinite(s.data.eval_return_mean).sum() >= 2
+    )]  # fmt: skip
+    metric = choose_metric([s.data for s in (used or started or members)])
     env_name = members[0].env_name
     threshold = st.threshold
     if threshold is None and used:

@@ -230,14 +230,20 @@ def variance_ratio(
     ratios = ratios[~np.isnan(ratios)]
     if not ratios.size:
         return _nan_interval(point)
-    # the infinite resamples (var(y) = 0) sort last; a percentile whose neighbours reach
-    # them is inf (numpy's interpolation would give inf - inf = NaN, with a warning)
-    n_finite = int(np.isfinite(ratios).sum())
-    lo, hi = (
-        math.inf if math.ceil(q / 100 * (ratios.size - 1)) >= n_finite
-        else float(np.percentile(ratios, q))
-        for q in (2.5, 97.5)
-    )  # fmt: skip
+    # the infinite resamples (var(y) = 0) sort last: numpy's interpolation would give
+    # inf - inf = NaN (with a warning) where a percentile's neighbours reach them, so it is
+    # done here, numpy's linear rule on the sorted ratios, inf where a neighbour used is inf
+    r = np.sort(ratios)
+    ends = []
+    for q in (2.5, 97.5):
+        pos = q / 100 * (r.size - 1)
+        k = math.floor(pos)
+        frac = pos - k
+        if frac == 0.0 or not math.isfinite(r[min(k + 1, r.size - 1)]):
+            ends.append(float(r[k]) if frac == 0.0 else math.inf)
+        else:
+            ends.append(float(r[k] + frac * (r[k + 1] - r[k])))
+    lo, hi = ends
     return {"value": point, "lo": float(lo), "hi": float(hi)}
 
 

@@ -273,9 +273,10 @@ def render_markdown(report: dict[str, Any], figures: Sequence[str] = (), title: 
         + ", ".join(f"`{s}`" for s in report["sources"])
         + f". Baseline: {method_label(report['baseline'])}. Intervals: 95% percentile bootstrap "
         f"over seeds ({report['resamples']} resamples, seed {report['seed']}); improvement = "
-        "(mean - mean_base) / |mean_base|; var ratio = var / var_base across seeds (no "
-        "interval with fewer than 5 seeds a side); samples to the threshold: median over seeds, "
-        "runs that never reach it count as never "
+        "(mean - mean_base) / |mean_base|; var ratio = var / var_base across seeds (its "
+        "interval: the robust statistics' bootstrap from 2 seeds a side where rliable is "
+        "installed, else none with fewer than 5 seeds a side); samples to the threshold: "
+        "median over seeds, runs that never reach it count as never "
         "(median 'never' when half or more fail); s/iter: median seconds per iteration, first "
         "iteration excluded; solver share: time in the allocator's solver call / total time."
     )

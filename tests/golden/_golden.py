@@ -5,13 +5,13 @@ the code's answer with the file; it never writes the file unless the developer a
 
     KL_ALLOC_WRITE_GOLDEN=1 .venv/bin/python -m pytest tests/test_golden*.py
 
-The files live in ``tests/golden/<machine class>/`` (:func:`machine_dir`): AVX-512 and AVX2
-machines give different last bits of vectorised sums, so each class is recorded on its own.
-
 rewrites every golden file those tests touch and then *skips* (never passes) the tests that wrote,
 so a re-recording run cannot be mistaken for a green one. Review the diff and say in the commit
 why the numbers changed. (The run fingerprints have their own switch:
 ``benchmarks/fingerprints.py --write``.)
+
+The files live in ``tests/golden/<machine class>/`` (:func:`machine_dir`): AVX-512 and AVX2
+machines give different last bits of vectorised sums, so each class is recorded on its own.
 
 Floats are stored as ``float.hex`` strings (exact), arrays as ``{"dtype", "shape", "data"}``
 with hex floats, large arrays as ``{"dtype", "shape", "sha256"}`` of their bytes.
