@@ -56,6 +56,13 @@ from kl_alloc.analysis.evidence import (
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def write_readme(readme: Path, marker: str, block: str, glance: str) -> None:
+    """The README's MARKER block, and its MARKER-glance block where the README has one."""
+    rewrite_readme(readme, block, marker)
+    if all(m in readme.read_text() for m in markers(f"{marker}-glance")):
+        rewrite_readme(readme, glance, f"{marker}-glance")
+
+
 def write_empty(args, argv: list[str] | None, why: str) -> int:
     """summary.json and the README block of a sweep with no run yet (figures removed)."""
     from kl_alloc.rundir import provenance
@@ -74,13 +81,7 @@ def write_empty(args, argv: list[str] | None, why: str) -> int:
             f"{' '.join(argv if argv is not None else sys.argv[1:])}` "
             f"({summary['generated_utc']}): no run of `{args.runs}` has started yet."
         )
-        readme = Path(args.readme)
-        rewrite_readme(readme, block, args.marker)
-        glance = f"{args.marker}-glance"
-        if all(
-            m in readme.read_text() for m in markers(glance)
-        ):  # not the previous sweep's verdicts
-            rewrite_readme(readme, block, glance)
+        write_readme(Path(args.readme), args.marker, block, block)  # no earlier verdicts
     print(f"no runs yet under {args.runs}; wrote {out / 'summary.json'}")
     return 0
 
@@ -143,11 +144,7 @@ def main(argv: list[str] | None = None) -> int:
         else:  # nothing to draw now: not the previous figure beside the new summary
             (out / f"{name}.png").unlink(missing_ok=True)
     if args.readme:
-        readme = Path(args.readme)
-        rewrite_readme(readme, readme_block(summary), args.marker)
-        glance = f"{args.marker}-glance"
-        if all(m in readme.read_text() for m in markers(glance)):
-            rewrite_readme(readme, glance_block(summary), glance)
+        write_readme(Path(args.readme), args.marker, readme_block(summary), glance_block(summary))
     print(status_line(summary["runs"], summary["planned_trials"]))
     print(f"wrote {out / 'summary.json'}")
     return 0

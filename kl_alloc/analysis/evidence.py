@@ -72,15 +72,32 @@ def _env_of(s) -> tuple[str, str]:
     return s.env_name, json.dumps(kwargs, sort_keys=True, default=str)
 
 
+def _by_task(summaries) -> dict[str, list]:
+    by_task: dict[str, list] = {}
+    for s in summaries:
+        by_task.setdefault(s.task, []).append(s)
+    return by_task
+
+
+def _trial_count(runs: list[dict[str, Any]], planned: int | None) -> tuple[int, str]:
+    """(how many, "trials" or "runs"): the sweep's planned trials when known, else the runs."""
+    if planned is not None and planned >= len(runs):
+        return planned, "trials"
+    return len(runs), "trials" if planned is not None else "runs"
+
+
+def _runs_hwg(claim: dict[str, Any]) -> str:
+    """``5/5/4``: a claims entry's run counts of HATRPO, W and G."""
+    return "/".join(str(claim["runs"].get(m, 0)) for m in ("hatrpo", "hatrpo-w", "hatrpo-g"))
+
+
 def find_controls(summaries) -> dict[str, str]:
     """``{control task: base task}``: a task named after another plus ``-suffix``
     (:func:`control_tasks`) whose runs are on the same environment (env name and keywords) and
     change at least one trainer setting (:func:`control_setting`). A task that only shares
     the name prefix, e.g. ``matrix-3-4-6-10`` (another game) beside ``matrix``, is a task of
     its own."""
-    by_task: dict[str, list] = {}
-    for s in summaries:
-        by_task.setdefault(s.task, []).append(s)
+    by_task = _by_task(summaries)
     out = {}
     for control in control_tasks(list(by_task)):
         base = base_task(control, list(by_task))
@@ -136,9 +153,7 @@ def control_attribution(
     - every other method against the baseline, both under the setting and both without it.
     """
 
-    by_task: dict[str, list] = {}
-    for s in summaries:
-        by_task.setdefault(s.task, []).append(s)
+    by_task = _by_task(summaries)
     out = []
     for control, base in sorted(find_controls(summaries).items()):
         planned = [p for p in map(planned_steps, by_task[control]) if p is not None]
@@ -271,8 +286,8 @@ def status_line(runs: list[dict[str, Any]], planned: int | None = None) -> str:
     def name(r):
         return f"{r['task']}/{r['method']}/seed-{r['seed']}"
 
-    total = planned if planned is not None and planned >= len(runs) else len(runs)
-    line = f"{len(done)} of {total} {'trials' if planned is not None else 'runs'} finished"
+    total, what = _trial_count(runs, planned)
+    line = f"{len(done)} of {total} {what} finished"
     if done:  # per task and method (the names of 72 runs are no reading)
         counts = Counter((r["task"], r["method"]) for r in done)
         line += " (" + ", ".join(f"{t}/{m}: {c}" for (t, m), c in sorted(counts.items())) + ")"
@@ -341,7 +356,7 @@ def claim_lines(claims: list[dict[str, Any]]) -> list[str]:
 
     rows = []
     for c in claims:
-        runs = "/".join(str(c["runs"].get(m, 0)) for m in ("hatrpo", "hatrpo-w", "hatrpo-g"))
+        runs = _runs_hwg(c)
         for m, d in c["methods"].items():
             rows.append([c["task"], runs, f"{method_label(m)} vs HATRPO", _pct(d["improvement"]),
                          interval_text(d["poi"]), d["verdict"]])  # fmt: skip
@@ -516,19 +531,17 @@ def glance_block(summary: dict[str, Any]) -> str:
     unfinished = bool(report.get("include_unfinished"))
     done = sum(r["finished"] for r in runs)
     planned = summary.get("planned_trials")
-    total = planned if planned is not None and planned >= len(runs) else len(runs)
+    total, what = _trial_count(runs, planned)
     used = "all runs, unfinished included" if unfinished else "the finished runs"
-    head = (
-        f"{_made_by(summary)}, using {used}: {done} of {total} "
-        f"{'trials' if planned is not None else 'runs'} finished"
-        + (" (**in progress**: not a result yet)." if done < total else ".")
+    head = f"{_made_by(summary)}, using {used}: {done} of {total} {what} finished" + (
+        " (**in progress**: not a result yet)." if done < total else "."
     )
     gains, variances = [], []
     for c in claims:
         if c.get("swept_only"):
             gains.append(f"{c['task']}: swept groups only (the claims use unswept groups)")
             continue
-        n = "/".join(str(c["runs"].get(m, 0)) for m in ("hatrpo", "hatrpo-w", "hatrpo-g"))
+        n = _runs_hwg(c)
         parts = [f"{method_label(m).replace('HATRPO-', '')} {_pct(d['improvement'])}"
                  for m, d in c["methods"].items()]  # fmt: skip
         where = f"{c['task']} ({n} seeds H/W/G, {_task_steps(runs, c['task'], unfinished)})"

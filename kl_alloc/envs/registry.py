@@ -367,6 +367,10 @@ PETTINGZOO_PRESET = dict(
 )
 
 
+#: the pettingzoo entry's budget for a factory without default_steps of its own
+PETTINGZOO_STEPS = 200_000
+
+
 def _env_fn_attr(env_kwargs: Mapping[str, Any], attr: str) -> Any:
     """An attribute of the ``pettingzoo`` entry's ``env_fn`` (a factory or its
     ``module:attr`` spec), None when it has none or no factory is given."""
@@ -388,14 +392,14 @@ def _pettingzoo_steps(env_kwargs: Mapping[str, Any]) -> int:
     """The ``pettingzoo`` entry's default budget: the ``env_fn`` factory's ``default_steps``
     when it has one (as ``--env my_mod:make_env`` would), else 200k."""
     own = _env_fn_attr(env_kwargs, "default_steps")
-    return int(own) if own is not None else 200_000
+    return int(own) if own is not None else PETTINGZOO_STEPS
 
 
 register(
     EnvEntry(
         "pettingzoo",
         "kl_alloc.envs.pettingzoo:pettingzoo_env",
-        default_steps=200_000,
+        default_steps=PETTINGZOO_STEPS,
         presets={"default": _pettingzoo_default},
         steps_for=_pettingzoo_steps,
         options=(
