@@ -157,3 +157,15 @@ def test_mamujoco_driver_runs_resumes_old_runs_and_refuses_other_settings(tmp_pa
 
     assert mamujoco.main([*argv, "--steps", "120", "--set", "delta=0.02"]) == 2
     assert (run / "progress.jsonl").read_text() == progress
+
+
+def test_mpe_step_tiny(tmp_path, capsys):
+    pytest.importorskip("mpe2")
+    out = tmp_path / "mpe_step.json"
+    argv = ["--tasks", "simple_speaker_listener_v4", "--steps", "30", "--chunk", "10",
+            "--iterations", "1", "--rounds", "1", "--json", str(out)]  # fmt: skip
+    assert load_script("mpe_step").main(argv) == 0  # 0: both settings gave the same numbers
+    row = json.loads(out.read_text())["summary"]["simple_speaker_listener_v4"]
+    assert row["step_same"] and row["iter_same"]
+    assert row["step_cpu_ms"]["fast"] > 0 and row["iter_cpu_s"]["mpe2"] > 0
+    assert "simple_speaker_listener_v4" in capsys.readouterr().out

@@ -254,6 +254,46 @@ def test_mpe_tasks_sizes():
     assert [s.dim for s in cont.action_specs] == [3, 5]
 
 
+@pytest.mark.parametrize("task", ["simple_speaker_listener_v4", "simple_spread_v3"])
+def test_mpe_fast_path_steps_exactly_as_mpe2s_own_parallel_env(task):
+    """The MPE tasks skip mpe2's checking wrappers and its state() (= the observations
+    concatenated): every number of every step, episode ends included, is mpe2's own."""
+    pytest.importorskip("mpe2")
+    import importlib
+
+    fast = make_env(task, num_envs=3, seed=4)
+    assert fast.state_source == "obs"
+    module = importlib.import_module(f"mpe2.{task}")
+    kwargs = {"max_cycles": 25, "continuous_actions": False}
+    slow = PettingZooEnv(module.parallel_env, 3, 4, kwargs)
+    assert slow.state_source == "auto" and slow._state_fn == "state"  # asks mpe2's state()
+    for env in (fast, slow):
+        env.reset()
+    rng = np.random.default_rng(0)
+    ended = 0
+    for _ in range(60):  # past two episode ends (max_cycles 25)
+        actions = [rng.integers(0, s.n, 3) for s in fast.action_specs]
+        a, b = fast.step(actions), slow.step(actions)
+        for x, y in zip((*a.obs, a.state, a.reward, a.truncated, *a.final_obs, a.final_state),
+                        (*b.obs, b.state, b.reward, b.truncated, *b.final_obs, b.final_state),
+                        strict=True):  # fmt: skip
+            np.testing.assert_array_equal(x, y)
+        ended += int(a.truncated.sum())
+    assert ended == 6
+    with pytest.raises(ValueError, match="out of range"):
+        # the adapter checks what mpe2's wrapper did
+        fast.step([np.full(3, 9)] + [np.zeros(3, int)] * (fast.n_agents - 1))
+
+
+def test_state_obs_concatenates_the_observations_and_bad_values_are_refused():
+    env = PettingZooEnv(Countdown, 2, 0, state="obs")
+    obs, state = env.reset()
+    assert env.state_size == 6
+    np.testing.assert_array_equal(state, np.concatenate(obs, axis=1))  # not Countdown.state()
+    with pytest.raises(ValueError, match="state: expected one of"):
+        PettingZooEnv(Countdown, 2, 0, state="env")
+
+
 def test_resume_without_exact_state_resets_from_a_derived_seed(my_pz, tmp_path, caplog):
     from kl_alloc.rl import Trainer
     from kl_alloc.rl.config import TrainerConfig
