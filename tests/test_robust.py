@@ -561,3 +561,24 @@ def test_a_task_with_no_finished_run_keeps_its_metric(tmp_path):
     write_run(tmp_path, "t", "hatrpo-w", 0, [], 2 * STEP, finished=False)  # just started
     (task,) = build_report([tmp_path], resamples=50, profile_resamples=20)["tasks"]
     assert task["metric"] == "eval_return"
+
+
+def test_status_line_names_a_grid_sweeps_groups_by_their_swept_values():
+    """Two groups of one task and method that differ only in a swept value are told apart
+    (they used to read as the same run twice)."""
+    from kl_alloc.analysis.evidence import status_line
+
+    def run(seed, damping, finished, steps=1_000_000):
+        return {"task": "ant", "method": "hatrpo", "config": {"cg_damping": damping},
+                "seed": seed, "env_steps": steps, "finished": finished}  # fmt: skip
+
+    runs = [run(0, 0.1, True), run(0, 0.001, True), run(1, 0.001, True),
+            run(1, 0.1, False, 250_000), run(2, 0.001, False, 500_000)]  # fmt: skip
+    line = status_line(runs, planned=8)
+    assert line.startswith("3 of 8 trials finished (ant/hatrpo (cg_damping=0.001): 2, "
+                           "ant/hatrpo (cg_damping=0.1): 1)")  # fmt: skip
+    assert "ant/hatrpo (cg_damping=0.1)/seed-1 (0.25M)" in line
+    assert "ant/hatrpo (cg_damping=0.001)/seed-2 (0.50M)" in line
+    assert line.endswith("; 3 not started.")
+    plain = status_line([{**runs[0], "config": {}}])
+    assert plain == "1 of 1 runs finished (ant/hatrpo: 1)."

@@ -38,6 +38,7 @@ from kl_alloc.analysis.tables import (
     group_label,
     interval_bounds,
     interval_text,
+    params_label,
     robust_task_tables,
     runs_used_line,
     separation,
@@ -283,14 +284,18 @@ def status_line(runs: list[dict[str, Any]], planned: int | None = None) -> str:
     done = [r for r in runs if r["finished"]]
     todo = [r for r in runs if not r["finished"]]
 
+    def group(r):  # a grid sweep's groups differ in their swept values only
+        values = params_label(r.get("config") or {})
+        return f"{r['task']}/{r['method']}" + (f" ({values})" if values else "")
+
     def name(r):
-        return f"{r['task']}/{r['method']}/seed-{r['seed']}"
+        return f"{group(r)}/seed-{r['seed']}"
 
     total, what = _trial_count(runs, planned)
     line = f"{len(done)} of {total} {what} finished"
     if done:  # per task and method (the names of 72 runs are no reading)
-        counts = Counter((r["task"], r["method"]) for r in done)
-        line += " (" + ", ".join(f"{t}/{m}: {c}" for (t, m), c in sorted(counts.items())) + ")"
+        counts = Counter(group(r) for r in done)
+        line += " (" + ", ".join(f"{g}: {c}" for g, c in sorted(counts.items())) + ")"
     if todo:
         line += "; part-way (steps reached): " + ", ".join(
             f"{name(r)} ({r['env_steps'] / 1e6:.2f}M)" for r in todo
