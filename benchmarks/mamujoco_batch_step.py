@@ -35,21 +35,13 @@ import shlex
 import statistics
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
-for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS"):
-    os.environ.setdefault(_var, "1")
-
-ROOT = Path(__file__).resolve().parents[1]
-for _path in (ROOT, ROOT / "benchmarks"):
-    if str(_path) not in sys.path:
-        sys.path.insert(0, str(_path))
-
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from _runner import write_json  # noqa: E402
-from mamujoco_profile import Timers, fingerprint, task_scenario  # noqa: E402
+import _sidebyside as sbs  # first: one thread per library, the checkout importable
+import numpy as np
+import torch
+from _runner import write_json
+from mamujoco_profile import Timers, fingerprint, task_scenario
 
 SETTINGS = {"on": True, "off": False}
 
@@ -171,30 +163,21 @@ def iteration_rounds(task: str, iterations: int, rounds: int, seed: int) -> dict
     return out
 
 
-def _ratio(on: list[float], off: list[float]) -> dict[str, float]:
-    per_round = [a / b for a, b in zip(on, off, strict=True)]
-    return {
-        "median": statistics.median(per_round),
-        "min": min(per_round),
-        "max": max(per_round),
-    }
-
-
-def summarise(task: str, step: dict[str, Any], it: dict[str, Any]) -> dict[str, Any]:
+def summarise(step: dict[str, Any], it: dict[str, Any]) -> dict[str, Any]:
     med = statistics.median
     on, off = it["on"], it["off"]
     return {
         "step_cpu_ms": {n: med(step[n]["cpu_ms"]) for n in SETTINGS},
         "step_wall_ms": {n: med(step[n]["wall_ms"]) for n in SETTINGS},
-        "step_cpu_ratio": _ratio(step["on"]["cpu_ms"], step["off"]["cpu_ms"]),
-        "step_wall_ratio": _ratio(step["on"]["wall_ms"], step["off"]["wall_ms"]),
+        "step_cpu_ratio": sbs.ratio(step["on"]["cpu_ms"], step["off"]["cpu_ms"]),
+        "step_wall_ratio": sbs.ratio(step["on"]["wall_ms"], step["off"]["wall_ms"]),
         "step_same": step["on"]["reward_sum"] == step["off"]["reward_sum"],
         "step_physics_cpu_ms": {n: med(step[n]["physics_cpu_ms"]) for n in SETTINGS},
         "iter_cpu_s": {n: med(it[n]["cpu_s"]) for n in SETTINGS},
         "iter_wall_s": {n: med(it[n]["wall_s"]) for n in SETTINGS},
         "iter_env_cpu_s": {n: med(it[n]["env_cpu_s"]) for n in SETTINGS},
-        "iter_cpu_ratio": _ratio(on["cpu_s"], off["cpu_s"]),
-        "iter_wall_ratio": _ratio(on["wall_s"], off["wall_s"]),
+        "iter_cpu_ratio": sbs.ratio(on["cpu_s"], off["cpu_s"]),
+        "iter_wall_ratio": sbs.ratio(on["wall_s"], off["wall_s"]),
         "iter_same": on["fingerprint"] == off["fingerprint"],
         "batch_stepping": {n: it[n]["batch_stepping"] for n in SETTINGS},
     }
@@ -212,44 +195,39 @@ def table(rows: dict[str, dict[str, Any]]) -> str:
         sr, ir = r["step_cpu_ratio"], r["iter_cpu_ratio"]
         lines.append(
             f"{task:16} {r['step_cpu_ms']['on']:8.2f} / {r['step_cpu_ms']['off']:7.2f} "
-            f"{sr['median']:6.3f} ({sr['min']:.2f}-{sr['max']:.2f}) "
+            f"{sbs.ratio_text(sr)} "
             f"{r['step_wall_ratio']['median']:5.2f} "
             f"{r['step_physics_cpu_ms']['on']:5.2f}/{r['step_physics_cpu_ms']['off']:5.2f} "
-            f"{'yes' if r['step_same'] else 'NO':>4} | "
+            f"{sbs.same_text(r['step_same'])} | "
             f"{r['iter_cpu_s']['on']:7.3f} / {r['iter_cpu_s']['off']:7.3f} "
-            f"{ir['median']:6.3f} ({ir['min']:.2f}-{ir['max']:.2f}) "
+            f"{sbs.ratio_text(ir)} "
             f"{r['iter_wall_ratio']['median']:5.2f} "
             f"{r['iter_env_cpu_s']['on']:6.3f} / {r['iter_env_cpu_s']['off']:6.3f} "
-            f"{'yes' if r['iter_same'] else 'NO':>4}"
+            f"{sbs.same_text(r['iter_same'])}"
         )
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--tasks", default="ant-2x4,halfcheetah-6x1,Walker2d-2x3")
+    sbs.add_round_args(parser, "ant-2x4,halfcheetah-6x1,Walker2d-2x3", iterations=1, rounds=7)
     parser.add_argument("--num-envs", type=int, default=20)
-    parser.add_argument("--steps", type=int, default=200, help="env.step calls per round")
-    parser.add_argument("--chunk", type=int, default=10, help="steps between on/off switches")
-    parser.add_argument("--iterations", type=int, default=1, help="iterations per round")
-    parser.add_argument("--rounds", type=int, default=7)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument(
-        "--json", type=Path, help="write the results here (e.g. benchmarks/results/)"
-    )
     args = parser.parse_args(argv)
+    sbs.check_round_args(parser, args)
     torch.set_num_threads(1)
     load_before = list(os.getloadavg())
-    raw: dict[str, Any] = {}
-    rows: dict[str, Any] = {}
-    for task in [t for t in args.tasks.split(",") if t]:
-        step = step_rounds(task, args.num_envs, args.steps, args.rounds, args.seed, args.chunk)
-        it = iteration_rounds(task, args.iterations, args.rounds, args.seed)
-        raw[task] = {"step": step, "iteration": it}
-        rows[task] = summarise(task, step, it)
-        print(table({task: rows[task]}).splitlines()[-1], flush=True)
-    print()
-    print(table(rows))
+
+    def measure(task: str) -> dict[str, Any]:
+        return {
+            "step": step_rounds(
+                task, args.num_envs, args.steps, args.rounds, args.seed, args.chunk
+            ),
+            "iteration": iteration_rounds(task, args.iterations, args.rounds, args.seed),
+        }
+
+    raw, rows = sbs.run_tasks(
+        args.tasks, measure, lambda r: summarise(r["step"], r["iteration"]), table
+    )
     if args.json:
         payload = {
             "command": "python benchmarks/mamujoco_batch_step.py " + shlex.join(sys.argv[1:]),

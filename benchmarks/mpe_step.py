@@ -37,21 +37,13 @@ import shlex
 import statistics
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
-for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS"):
-    os.environ.setdefault(_var, "1")
-
-ROOT = Path(__file__).resolve().parents[1]
-for _path in (ROOT, ROOT / "benchmarks"):
-    if str(_path) not in sys.path:
-        sys.path.insert(0, str(_path))
-
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from _runner import write_json  # noqa: E402
-from mamujoco_profile import Timers, fingerprint  # noqa: E402
+import _sidebyside as sbs  # first: one thread per library, the checkout importable
+import numpy as np
+import torch
+from _runner import write_json
+from mamujoco_profile import Timers, fingerprint
 
 SETTINGS = ("fast", "mpe2")
 NUM_ENVS = 16
@@ -136,22 +128,17 @@ def iteration_rounds(task: str, algo: str, iterations: int, rounds: int, seed: i
     return out
 
 
-def _ratio(fast: list[float], slow: list[float]) -> dict[str, float]:
-    per_round = [a / b for a, b in zip(fast, slow, strict=True)]
-    return {"median": statistics.median(per_round), "min": min(per_round), "max": max(per_round)}
-
-
 def summarise(step: dict[str, Any], it: dict[str, Any]) -> dict[str, Any]:
     med = statistics.median
     return {
         "step_cpu_ms": {s: med(step[s]["cpu_ms"]) for s in SETTINGS},
-        "step_cpu_ratio": _ratio(step["fast"]["cpu_ms"], step["mpe2"]["cpu_ms"]),
-        "step_wall_ratio": _ratio(step["fast"]["wall_ms"], step["mpe2"]["wall_ms"]),
+        "step_cpu_ratio": sbs.ratio(step["fast"]["cpu_ms"], step["mpe2"]["cpu_ms"]),
+        "step_wall_ratio": sbs.ratio(step["fast"]["wall_ms"], step["mpe2"]["wall_ms"]),
         "step_same": step["same"],
         "iter_cpu_s": {s: med(it[s]["cpu_s"]) for s in SETTINGS},
         "iter_env_cpu_s": {s: med(it[s]["env_cpu_s"]) for s in SETTINGS},
-        "iter_cpu_ratio": _ratio(it["fast"]["cpu_s"], it["mpe2"]["cpu_s"]),
-        "iter_wall_ratio": _ratio(it["fast"]["wall_s"], it["mpe2"]["wall_s"]),
+        "iter_cpu_ratio": sbs.ratio(it["fast"]["cpu_s"], it["mpe2"]["cpu_s"]),
+        "iter_wall_ratio": sbs.ratio(it["fast"]["wall_s"], it["mpe2"]["wall_s"]),
         "iter_same": it["same"],
     }
 
@@ -165,41 +152,36 @@ def table(rows: dict[str, dict[str, Any]]) -> str:
         sr, ir = r["step_cpu_ratio"], r["iter_cpu_ratio"]
         lines.append(
             f"{task:28} {r['step_cpu_ms']['fast']:10.3f} / {r['step_cpu_ms']['mpe2']:9.3f} "
-            f"{sr['median']:6.3f} ({sr['min']:.2f}-{sr['max']:.2f}) "
-            f"{'yes' if r['step_same'] else 'NO':>4} | "
+            f"{sbs.ratio_text(sr)} "
+            f"{sbs.same_text(r['step_same'])} | "
             f"{r['iter_cpu_s']['fast']:9.3f} / {r['iter_cpu_s']['mpe2']:9.3f} "
-            f"{ir['median']:6.3f} ({ir['min']:.2f}-{ir['max']:.2f}) "
+            f"{sbs.ratio_text(ir)} "
             f"{r['iter_env_cpu_s']['fast']:6.3f} / {r['iter_env_cpu_s']['mpe2']:6.3f} "
-            f"{'yes' if r['iter_same'] else 'NO':>4}"
+            f"{sbs.same_text(r['iter_same'])}"
         )
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--tasks", default="simple_speaker_listener_v4,simple_spread_v3")
-    parser.add_argument("--steps", type=int, default=200, help="env.step calls per round")
-    parser.add_argument("--chunk", type=int, default=10, help="steps between setting switches")
+    sbs.add_round_args(
+        parser, "simple_speaker_listener_v4,simple_spread_v3", iterations=3, rounds=5
+    )
     parser.add_argument("--algo", default="hatrpo-g", help="method of the timed iterations")
-    parser.add_argument("--iterations", type=int, default=3, help="iterations per round")
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--json", type=Path, help="write the results here")
     args = parser.parse_args(argv)
-    if args.steps < 1 or args.chunk < 1 or args.iterations < 1 or args.rounds < 1:
-        parser.error("--steps, --chunk, --iterations and --rounds must be >= 1")
+    sbs.check_round_args(parser, args)
     torch.set_num_threads(1)
     load_before = list(os.getloadavg())
-    raw: dict[str, Any] = {}
-    rows: dict[str, Any] = {}
-    for task in [t for t in args.tasks.split(",") if t]:
-        step = step_rounds(task, args.steps, args.rounds, args.seed, args.chunk)
-        it = iteration_rounds(task, args.algo, args.iterations, args.rounds, args.seed)
-        raw[task] = {"step": step, "iteration": it}
-        rows[task] = summarise(step, it)
-        print(table({task: rows[task]}).splitlines()[-1], flush=True)
-    print()
-    print(table(rows))
+
+    def measure(task: str) -> dict[str, Any]:
+        return {
+            "step": step_rounds(task, args.steps, args.rounds, args.seed, args.chunk),
+            "iteration": iteration_rounds(task, args.algo, args.iterations, args.rounds, args.seed),
+        }
+
+    raw, rows = sbs.run_tasks(
+        args.tasks, measure, lambda r: summarise(r["step"], r["iteration"]), table
+    )
     if args.json:
         write_json(args.json, {
             "command": "python benchmarks/mpe_step.py " + shlex.join(sys.argv[1:]),
