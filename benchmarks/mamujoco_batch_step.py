@@ -214,6 +214,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--num-envs", type=int, default=20)
     args = parser.parse_args(argv)
     sbs.check_round_args(parser, args)
+    if args.num_envs < 1:
+        parser.error("--num-envs must be >= 1")
     torch.set_num_threads(1)
     load_before = list(os.getloadavg())
 

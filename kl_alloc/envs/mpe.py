@@ -13,14 +13,15 @@ task                                    obs per agent                   actions 
 ``simple_speaker_listener_v4``          speaker 3, listener 11          Discrete(3), (5); 14
 ======================================  ==============================  ===================
 
-Speed (the same numbers, bit for bit, as ``mpe2.<task>.parallel_env``): with discrete actions
-each copy is the scenario's ``raw_env`` under PettingZoo's ``aec_to_parallel`` alone, without
-the two checking wrappers mpe2 adds (``OrderEnforcingWrapper``: reset before step, which the
-adapter enforces; ``AssertOutOfBoundsWrapper``: action in range, which the adapter checks), and
-the global state is the agents' observations concatenated, which is what mpe2's ``state()``
-returns (``state="obs"``: not computed a second time). Together they cut the env's time per
-step by a third (spread) to a half (speaker-listener) (``benchmarks/mpe_step.py``). Continuous
-actions keep mpe2's own ``parallel_env`` (its ``ClipOutOfBoundsWrapper`` clips).
+Speed (the same numbers, bit for bit, as ``mpe2.<task>.parallel_env``): each copy is the
+scenario's ``raw_env`` under PettingZoo's ``aec_to_parallel`` alone, without the checking
+wrappers mpe2 adds (``OrderEnforcingWrapper``: reset before step and render, which the adapter
+enforces; ``AssertOutOfBoundsWrapper`` / ``ClipOutOfBoundsWrapper``: the action in its space,
+which the adapter's checks and rescaling already guarantee), and the global state is the agents'
+observations concatenated, which is what mpe2's ``state()`` returns (``state="obs"``: not
+computed a second time; checked once on the first copy, with a warning and ``state()`` if an
+mpe2 version ever returns something else). Together they cut the env's time per step by a
+third (spread) to a half (speaker-listener) (``benchmarks/mpe_step.py``).
 
 Every agent gets the same team reward in both (``reward_reduce="mean"`` returns it as is);
 episodes are ``max_cycles`` = 25 steps, cut by the time limit (truncation). ``copy_offset``: see
@@ -33,11 +34,16 @@ from __future__ import annotations
 
 import functools
 import importlib
+import logging
 from typing import Any
+
+import numpy as np
 
 from kl_alloc.envs.pettingzoo import PettingZooEnv
 
 __all__ = ["MPE_PRESET", "simple_speaker_listener_v4", "simple_spread_v3"]
+
+logger = logging.getLogger("kl_alloc.envs")
 
 INSTALL_HINT = 'the MPE tasks need mpe2: pip install "kl_alloc[mpe]"'
 
@@ -69,16 +75,39 @@ def _bare_parallel_env(task: str, **kwargs: Any):
     return aec_to_parallel(_module(task).raw_env(**kwargs))
 
 
+def _state_is_obs(env: Any) -> bool:
+    """Whether ``env.state()`` is the agents' observations concatenated (after a reset)."""
+    obs, _ = env.reset(seed=0)
+    if set(obs) != set(env.possible_agents):
+        return False
+    parts = [np.asarray(obs[a], np.float32).reshape(-1) for a in env.possible_agents]
+    state = np.asarray(env.state(), np.float32).reshape(-1)
+    return bool(np.array_equal(np.concatenate(parts), state))
+
+
 def _mpe_env(task: str, num_envs, seed, kwargs, reward_reduce, copy_offset, render_mode):
-    if kwargs["continuous_actions"]:
-        env_fn, state = _module(task).parallel_env, "auto"
-    else:
-        _module(task)  # the install hint now, not at the first copy
-        env_fn, state = functools.partial(_bare_parallel_env, task), "obs"
+    env_fn = functools.partial(_bare_parallel_env, task)
+    first = env_fn(**kwargs, **({} if render_mode is None else {"render_mode": render_mode}))
+    state = "obs"
+    if not _state_is_obs(first):  # the PettingZooEnv resets every copy with its own seeds
+        logger.warning(
+            "mpe2 %s: %s's state() is not the agents' observations concatenated; the critic "
+            "gets state() (the MPE fast path assumed it was)", _version(), task,
+        )  # fmt: skip
+        state = "auto"
     return PettingZooEnv(
-        env_fn, num_envs, seed, kwargs, reward_reduce,
+        env_fn, num_envs, seed, kwargs, reward_reduce, first=first,
         copy_offset=copy_offset, render_mode=render_mode, state=state,
     )  # fmt: skip
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("mpe2")
+    except PackageNotFoundError:
+        return "?"
 
 
 def simple_spread_v3(

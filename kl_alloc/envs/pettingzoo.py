@@ -517,6 +517,8 @@ class PettingZooEnv(MultiAgentEnv):
         """Copy ``copy``'s ``render()`` as (H, W, 3) uint8 (needs ``render_mode="rgb_array"``)."""
         if not 0 <= int(copy) < self.num_envs:
             raise ValueError(f"copy must be in [0, {self.num_envs}), got {copy}")
+        if self._needs_reset:
+            raise RuntimeError("call reset() before render_frame()")
         env = self.copies[int(copy)]
         return check_frame(env.render(), f"PettingZoo env {type(env).__name__}")
 
@@ -576,10 +578,11 @@ def pettingzoo_env(
     box_actions: str = "rescale",
     copy_offset: int = 0,
     render_mode: str | None = None,
+    state: str = "auto",
 ) -> PettingZooEnv:
     """The ``--env pettingzoo`` factory: ``env_fn`` is a ``"package.module:attr"`` callable
     returning a ``ParallelEnv`` (e.g. ``mpe2.simple_spread_v3:parallel_env``); ``copy_offset``
-    as in :class:`PettingZooEnv`."""
+    and ``state`` as in :class:`PettingZooEnv` (``--set 'env_kwargs={"state": "obs"}'``)."""
     try:
         import pettingzoo  # noqa: F401
     except ImportError as err:
@@ -595,4 +598,5 @@ def pettingzoo_env(
         box_actions,
         copy_offset=copy_offset,
         render_mode=render_mode,
+        state=state,
     )

@@ -254,35 +254,68 @@ def test_mpe_tasks_sizes():
     assert [s.dim for s in cont.action_specs] == [3, 5]
 
 
+@pytest.mark.parametrize("continuous", [False, True])
 @pytest.mark.parametrize("task", ["simple_speaker_listener_v4", "simple_spread_v3"])
-def test_mpe_fast_path_steps_exactly_as_mpe2s_own_parallel_env(task):
+def test_mpe_fast_path_steps_exactly_as_mpe2s_own_parallel_env(task, continuous):
     """The MPE tasks skip mpe2's checking wrappers and its state() (= the observations
-    concatenated): every number of every step, episode ends included, is mpe2's own."""
+    concatenated): every number of every step, resets and episode ends included, is mpe2's own."""
     pytest.importorskip("mpe2")
     import importlib
 
-    fast = make_env(task, num_envs=3, seed=4)
+    fast = make_env(task, num_envs=3, seed=4, continuous_actions=continuous)
     assert fast.state_source == "obs"
     module = importlib.import_module(f"mpe2.{task}")
-    kwargs = {"max_cycles": 25, "continuous_actions": False}
+    kwargs = {"max_cycles": 25, "continuous_actions": continuous}
     slow = PettingZooEnv(module.parallel_env, 3, 4, kwargs)
     assert slow.state_source == "auto" and slow._state_fn == "state"  # asks mpe2's state()
-    for env in (fast, slow):
-        env.reset()
+    for x, y in zip(fast.reset(), slow.reset(), strict=True):
+        for a, b in zip(x if isinstance(x, list) else [x], y if isinstance(y, list) else [y],
+                        strict=True):  # fmt: skip
+            np.testing.assert_array_equal(a, b)
     rng = np.random.default_rng(0)
     ended = 0
     for _ in range(60):  # past two episode ends (max_cycles 25)
-        actions = [rng.integers(0, s.n, 3) for s in fast.action_specs]
+        if continuous:  # policy units, some beyond [-1, 1]: the adapter clips and rescales
+            actions = [rng.uniform(-1.5, 1.5, (3, s.dim)) for s in fast.action_specs]
+        else:
+            actions = [rng.integers(0, s.n, 3) for s in fast.action_specs]
         a, b = fast.step(actions), slow.step(actions)
-        for x, y in zip((*a.obs, a.state, a.reward, a.truncated, *a.final_obs, a.final_state),
-                        (*b.obs, b.state, b.reward, b.truncated, *b.final_obs, b.final_state),
+        for x, y in zip((*a.obs, a.state, a.reward, a.truncated, *a.final_obs, a.final_state,
+                         a.info["episode_return"]),
+                        (*b.obs, b.state, b.reward, b.truncated, *b.final_obs, b.final_state,
+                         b.info["episode_return"]),
                         strict=True):  # fmt: skip
             np.testing.assert_array_equal(x, y)
         ended += int(a.truncated.sum())
     assert ended == 6
-    with pytest.raises(ValueError, match="out of range"):
-        # the adapter checks what mpe2's wrapper did
-        fast.step([np.full(3, 9)] + [np.zeros(3, int)] * (fast.n_agents - 1))
+    if not continuous:
+        with pytest.raises(ValueError, match="out of range"):
+            # the adapter checks what mpe2's wrapper did
+            fast.step([np.full(3, 9)] + [np.zeros(3, int)] * (fast.n_agents - 1))
+
+
+def test_mpe_fast_path_checks_that_state_is_the_observations(monkeypatch, caplog):
+    """If an mpe2 version's state() were more than the observations, the critic gets state()."""
+    pytest.importorskip("mpe2")
+    from mpe2._mpe_utils.simple_env import SimpleEnv
+
+    real = SimpleEnv.state
+    monkeypatch.setattr(SimpleEnv, "state", lambda self: 2 * real(self))
+    with caplog.at_level(logging.WARNING, logger="kl_alloc.envs"):
+        env = make_env("simple_speaker_listener_v4", num_envs=2, seed=0)
+    assert env.state_source == "auto" and env._state_fn == "state"
+    assert "not the agents' observations concatenated" in caplog.text
+    obs, state = env.reset()
+    np.testing.assert_array_equal(state, 2 * np.concatenate(obs, axis=1))
+
+
+def test_render_before_reset_is_refused():
+    pytest.importorskip("mpe2")
+    env = make_env("simple_speaker_listener_v4", num_envs=1, seed=0, render_mode="rgb_array")
+    with pytest.raises(RuntimeError, match="reset"):
+        env.render_frame(0)  # mpe2's own env refuses it too (its OrderEnforcingWrapper)
+    env.reset()
+    assert env.render_frame(0).shape == (700, 700, 3)
 
 
 def test_state_obs_concatenates_the_observations_and_bad_values_are_refused():
@@ -292,6 +325,12 @@ def test_state_obs_concatenates_the_observations_and_bad_values_are_refused():
     np.testing.assert_array_equal(state, np.concatenate(obs, axis=1))  # not Countdown.state()
     with pytest.raises(ValueError, match="state: expected one of"):
         PettingZooEnv(Countdown, 2, 0, state="env")
+    auto = PettingZooEnv(Countdown, 2, 0)
+    assert auto.state_source == "auto" and auto.state_size == 3  # Countdown.state()
+    from kl_alloc.envs.pettingzoo import pettingzoo_env
+
+    by_name = pettingzoo_env(f"{__name__}:Countdown", num_envs=2, seed=0, state="obs")
+    assert by_name.state_source == "obs" and by_name.state_size == 6
 
 
 def test_resume_without_exact_state_resets_from_a_derived_seed(my_pz, tmp_path, caplog):
