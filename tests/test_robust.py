@@ -300,7 +300,7 @@ def test_evidence_control_attribution(tmp_path):
     assert entry["control"] == "a-carry" and entry["base"] == "a" and entry["steps"] == 60 * STEP
     assert entry["setting"] == {"carry": True}
     groups = {g["label"]: g for g in entry["groups"]}
-    assert set(groups) == {"HATRPO", "HATRPO-W", "HATRPO (carry=True)"}
+    assert set(groups) == {"HATRPO", "HATRPO-W", "HATRPO (carry=true)"}
     assert groups["HATRPO-W"]["seeds"] == [0, 1, 2, 3]  # seed 4 never reached 60k
     # a group's final score: its evaluation at 60k (the last 10% of 60k steps: >= 54k)
     h0 = load_run(tmp_path / "a" / "hatrpo" / "seed-0")
@@ -309,13 +309,13 @@ def test_evidence_control_attribution(tmp_path):
     )
     poi = {(c["x"], c["y"]): c["poi"]["value"] for c in entry["comparisons"]}
     assert poi == {
-        ("HATRPO (carry=True)", "HATRPO"): 1.0,  # what carrying does to HATRPO
-        ("HATRPO-W", "HATRPO (carry=True)"): 0.0,  # W beyond the re-use
+        ("HATRPO (carry=true)", "HATRPO"): 1.0,  # what carrying does to HATRPO
+        ("HATRPO-W", "HATRPO (carry=true)"): 0.0,  # W beyond the re-use
         ("HATRPO-W", "HATRPO"): 1.0,
     }
     text = "\n".join(evidence.attribution_lines([entry]))
     assert "Control a-carry (carry = true) against a, both at 60k steps" in text
-    assert "HATRPO-W > HATRPO (carry=True)" in text
+    assert "HATRPO-W > HATRPO (carry=true)" in text
 
 
 def test_evidence_script_with_a_run_not_evaluated_yet(sweep_runs, tmp_path):
@@ -485,9 +485,9 @@ def test_evidence_controls_pair_swept_values_and_need_the_same_env(tmp_path):
     poi = {(c["x"], c["y"]): c["poi"]["value"] for c in entry["comparisons"]}
     assert entry["setting"] == {"carry": True}  # not the swept cg_damping
     # carrying at 0.1 (5.0) against plain 0.1 (1.0), never against 0.001
-    assert poi[("HATRPO (carry=True, cg_damping=0.1)", "HATRPO (cg_damping=0.1)")] == 1.0
-    assert ("HATRPO (carry=True, cg_damping=0.1)", "HATRPO (cg_damping=0.001)") not in poi
-    assert poi[("HATRPO-W (cg_damping=0.1)", "HATRPO (carry=True, cg_damping=0.1)")] == 0.0
+    assert poi[("HATRPO (carry=true, cg_damping=0.1)", "HATRPO (cg_damping=0.1)")] == 1.0
+    assert ("HATRPO (carry=true, cg_damping=0.1)", "HATRPO (cg_damping=0.001)") not in poi
+    assert poi[("HATRPO-W (cg_damping=0.1)", "HATRPO (carry=true, cg_damping=0.1)")] == 0.0
     assert ("HATRPO-W (cg_damping=0.001)", "HATRPO (cg_damping=0.001)") in poi
     one = [g for g in entry["groups"] if len(g["final"]) == 1]
     assert one and one[0]["iqm"]["lo"] is None  # NaN -> None
