@@ -267,9 +267,9 @@ def read_progress(run_dir: str | os.PathLike) -> list[dict[str, Any]]:
     return _read_jsonl(Path(run_dir) / PROGRESS)
 
 
-def last_env_steps(run_dir: str | os.PathLike) -> int:
-    """The ``env_steps`` of the last complete ``progress.jsonl`` record, 0 if there is none;
-    reads only the file's tail (cheap enough to poll a running run)."""
+def last_record(run_dir: str | os.PathLike) -> dict[str, Any] | None:
+    """The last complete ``progress.jsonl`` record, None if there is none (or it is not a JSON
+    object); reads only the file's tail (cheap enough to poll a running run)."""
     path = Path(run_dir) / PROGRESS
     block = 1 << 16
     try:
@@ -284,13 +284,22 @@ def last_env_steps(run_dir: str | os.PathLike) -> int:
                 for line in reversed(lines):
                     if line.strip():
                         try:
-                            return int(json.loads(line)["env_steps"])
-                        except (ValueError, KeyError, TypeError):
-                            return 0
+                            record = json.loads(line)
+                        except ValueError:
+                            return None
+                        return record if isinstance(record, dict) else None
                 if start == 0:
-                    return 0
+                    return None
                 block *= 4
     except OSError:
+        return None
+
+
+def last_env_steps(run_dir: str | os.PathLike) -> int:
+    """The ``env_steps`` of the last complete ``progress.jsonl`` record, 0 if there is none."""
+    try:
+        return int((last_record(run_dir) or {})["env_steps"])
+    except (KeyError, TypeError, ValueError):
         return 0
 
 

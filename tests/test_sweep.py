@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -581,3 +582,44 @@ def test_status_eta_from_env_steps(tmp_path, caplog):
     assert "0/4 finished (0 failed), 2 running; env steps 600k of 4M (15.0%), ETA 8:30:" in lines[0]
     # run 2 settled: 1.6M reached, 1.4M gained in the hour, 2.4M left -> ~1.71 h
     assert "1/4 finished (1 failed), 2 running; env steps 1.6M of 4M (40.0%), ETA 1:4" in lines[1]
+
+
+def test_status_eta_prices_each_group_at_its_own_rate(tmp_path, caplog):
+    """With the runs' wall_time, each run's steps left cost its own group's seconds per step
+    (task + method + swept values), else its task's, else every run's; the sum is divided by
+    the runs going at once. A settled run adds nothing."""
+    import logging
+
+    from kl_alloc.experiments.runner import _Status
+    from kl_alloc.lifecycle import RunSpec
+
+    groups = [("a", "x"), ("a", "x"), ("a", "y"), ("b", "x")]
+    jobs = [Job(RunSpec(env="matrix", algo="hatrpo", seed=s, steps=1_000_000), tmp_path / f"r{s}",
+                meta={"task": t, "method": m, "params": {}})
+            for s, (t, m) in enumerate(groups)]  # fmt: skip
+
+    def progress(job, steps, wall):
+        job.out.mkdir(exist_ok=True)
+        rec = {"iteration": 1, "env_steps": steps, "wall_time": wall}
+        (job.out / "progress.jsonl").write_text(json.dumps(rec) + "\n")
+
+    status = _Status(total=4, skipped=0, enabled=False, name="s", jobs=jobs)
+    status.meter.workers = 2
+    progress(jobs[0], 500_000, 500.0)  # a/x: 1 ms per step
+    progress(jobs[2], 250_000, 750.0)  # a/y: 3 ms per step
+    status.running = 2
+    with caplog.at_level(logging.INFO, logger="kl_alloc.experiments.runner"):
+        status.update()
+        status.settled.add(str(jobs[2].out))
+        status.failed = 1
+        status.update(finished=1)
+    status.close()
+    lines = [r.getMessage() for r in caplog.records if "ETA" in r.getMessage()]
+    # left: r0 500k x 1 ms, r1 1M x 1 ms (its group's rate), r2 750k x 3 ms, r3 1M at every
+    # run's rate (1250 s / 750k steps): 500 + 1000 + 2250 + 1666.7 = 5416.7 s over 2 workers
+    assert lines[0].endswith("ETA 45:08"), lines[0]
+    # r2 settled: (500 + 1000 + 1666.7) / 2 = 1583.3 s
+    assert lines[1].endswith("ETA 26:23"), lines[1]
+    status.meter.workers = 8  # more workers than runs left: the 3 runs going set the pace
+    reached = status.meter.reached(status.settled)
+    assert math.isclose(status.meter.eta(reached, 1.0), (500 + 1000 + 1250 / 0.75) / 3)

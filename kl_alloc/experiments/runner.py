@@ -124,33 +124,95 @@ class _StepMeter:
     """Env steps over the runs to do: each run's target (its spec's steps, else its env's
     default), what it had reached when the sweep started and what it has reached now (the
     tail of its ``progress.jsonl``), so the ETA of a sweep of long runs moves before the
-    first run ends. ``None`` from :meth:`reached` when a target cannot be known."""
+    first run ends. ``None`` from :meth:`reached` when a target cannot be known.
 
-    def __init__(self, jobs: list[Job]) -> None:
-        from kl_alloc.rundir import last_env_steps
+    The ETA prices each run's steps left at its own group's cost: the seconds per env step
+    of the runs of the same task, method and swept values (their records' ``wall_time`` /
+    ``env_steps``, a resumed run's earlier sessions included), else of the same task's
+    runs, else of all runs with a rate; then divided by the runs going at once
+    (``workers``). Only without any ``wall_time`` does it fall back to the rate of the whole
+    sweep so far (which mixes tasks and methods whose steps cost several times apart)."""
 
-        self._last = last_env_steps
+    def __init__(self, jobs: list[Job], workers: int | None = None) -> None:
+        from kl_alloc.rundir import last_record
+
+        self._record = last_record
         try:
             self.target = {str(j.out): int(j.spec.target_steps()) for j in jobs}
         except Exception:  # an env that is not importable here: no step count
             self.target = {}
         self.out = {str(j.out): j.out for j in jobs}
+        self.group = {str(j.out): _rate_group(j) for j in jobs}
+        self.workers = workers
+        self._records: dict[str, dict[str, Any]] = {}
+        self._settled: set[str] = set()
         self.started = sum(
-            min(self._last(out), self.target.get(k, 0)) for k, out in self.out.items()
+            min(self._steps(self._record(out)), self.target.get(k, 0))
+            for k, out in self.out.items()
         )
         self.total = sum(self.target.values())
+
+    @staticmethod
+    def _steps(record: dict[str, Any] | None) -> int:
+        try:
+            return int((record or {})["env_steps"])
+        except (KeyError, TypeError, ValueError):
+            return 0
 
     def reached(self, settled: set[str]) -> int | None:
         """Steps reached now (a settled run counts as its target: nothing is left of it)."""
         if not self.target:
             return None
-        return sum(t if k in settled else min(self._last(self.out[k]), t)
+        self._settled = set(settled)
+        self._records = {k: r for k in self.target if (r := self._record(self.out[k]))}
+        return sum(t if k in settled else min(self._steps(self._records.get(k)), t)
                    for k, t in self.target.items())  # fmt: skip
 
+    def _seconds_per_step(self) -> dict[str, float]:
+        """Per run: the seconds one env step of it costs (see the class docstring)."""
+        sums: dict[tuple, list[float]] = {}
+        for k, rec in self._records.items():
+            steps, wall = self._steps(rec), rec.get("wall_time")
+            if steps > 0 and isinstance(wall, int | float) and math.isfinite(wall) and wall > 0:
+                task, rest = self.group[k]
+                for g in ((task, rest), (task,), ()):
+                    acc = sums.setdefault(g, [0.0, 0.0])
+                    acc[0] += wall
+                    acc[1] += steps
+        rate = {g: w / n for g, (w, n) in sums.items()}
+        if not rate:
+            return {}
+        out = {}
+        for k in self.target:
+            task, rest = self.group[k]
+            out[k] = next(rate[g] for g in ((task, rest), (task,), ()) if g in rate)
+        return out
+
     def eta(self, reached: int, elapsed: float) -> float:
-        """Seconds left at the rate of this sweep so far (NaN before any step)."""
+        """Seconds left (NaN before any step): see the class docstring."""
+        spp = self._seconds_per_step()
+        if spp:
+            left = {k: max(0, t - self._steps(self._records.get(k)))
+                    for k, t in self.target.items() if k not in self._settled}  # fmt: skip
+            going = sum(1 for n in left.values() if n > 0)
+            if not going:
+                return 0.0
+            seconds = sum(n * spp[k] for k, n in left.items())
+            return seconds / max(1, min(self.workers or 1, going))
         gained = reached - self.started
         return (self.total - reached) * elapsed / gained if gained > 0 else float("nan")
+
+
+def _rate_group(job: Job) -> tuple[str, str]:
+    """(task, the rest of what sets a run's cost) of a job: its trial's task and method and
+    swept values, else its env and algorithm."""
+    import json
+
+    meta = job.meta or {}
+    task = str(meta.get("task") or job.spec.env)
+    rest = json.dumps({k: v for k, v in meta.items() if k != "task"} or {"algo": job.spec.algo},
+                      sort_keys=True, default=str)  # fmt: skip
+    return task, rest
 
 
 class _Status:
@@ -172,7 +234,7 @@ class _Status:
         self.skipped, self.total = skipped, total
         self.done = self.failed = self.running = 0
         self.settled: set[str] = set()
-        self.meter = _StepMeter(jobs or [])
+        self.meter = _StepMeter(jobs or [])  # its ``workers`` set once the executor exists
         self._steps_text, self._steps_share, self._steps_eta = "", "", math.nan
         self._steps_at = -math.inf
         self._last_log = 0.0
@@ -327,6 +389,7 @@ def run_jobs(
     ex = None
     try:
         ex = _make_executor(executor, workers, address, Path(log_dir or "logs"))
+        status.meter.workers = ex.capacity
         inflight: list[Slot] = []
         attempts: dict[str, int] = {}
         while todo or inflight:
