@@ -9,7 +9,9 @@ Layout of ``out_dir`` (stable: the CLI, plots and benchmarks read it)::
     progress.jsonl   one JSON object per iteration, flushed as soon as the iteration ends:
         iteration          1-based iteration index
         env_steps          env steps consumed so far (all copies)
-        wall_time          seconds since the run started (excluding time before a resume)
+        wall_time          training seconds so far, summed over the run's sessions (a resume
+                           goes on from its checkpoint's; start-up and the time between
+                           sessions not counted)
         seconds_per_iter   wall time of this iteration
         time               {"rollout", "critic", "actor", "solver", "other"}: disjoint seconds
                            ("actor" is the sequential update without the allocator's solver call)
@@ -293,14 +295,6 @@ def last_record(run_dir: str | os.PathLike) -> dict[str, Any] | None:
                 block *= 4
     except OSError:
         return None
-
-
-def last_env_steps(run_dir: str | os.PathLike) -> int:
-    """The ``env_steps`` of the last complete ``progress.jsonl`` record, 0 if there is none."""
-    try:
-        return int((last_record(run_dir) or {})["env_steps"])
-    except (KeyError, TypeError, ValueError):
-        return 0
 
 
 def read_eval(run_dir: str | os.PathLike) -> list[dict[str, Any]]:

@@ -127,3 +127,12 @@ def test_what_an_interval_of_p_says():
         [{"x": "hatrpo-w", "y": "hatrpo", "params": {}, "poi": {"value": 0.9, "lo": 0.6, "hi": 1}}]
     )
     assert "| HATRPO-W > HATRPO | -     | 0.9 [0.6, 1] | higher" in table
+
+
+def test_params_label_writes_values_as_set_does():
+    """Group labels: booleans and None as ``--set`` writes them, floats short, sorted keys."""
+    from kl_alloc.analysis.tables import group_label, params_label
+
+    label = params_label({"carry": True, "eps": None, "cg_damping": 0.001, "K": [2, 3]})
+    assert label == "K=(2,3), carry=true, cg_damping=0.001, eps=none"
+    assert group_label("hatrpo", {"carry": False}) == "HATRPO (carry=false)"

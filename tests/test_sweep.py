@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import os
 import signal
 import subprocess
@@ -547,8 +546,9 @@ def test_status_eta_past_a_day_is_not_wrapped(caplog):
 
 def test_status_eta_from_env_steps(tmp_path, caplog):
     """Before any run of a sweep ends, its log line counts env steps (the tail of each running
-    run's progress.jsonl) and gives an ETA at the sweep's rate so far; a resumed run's earlier
-    steps are not counted as progress of this sweep, a settled run counts as complete."""
+    run's progress.jsonl, a record cut short by a crash skipped) and gives an ETA from the
+    runs' timed steps; a settled run counts as complete. Runs no timed step can price yet are
+    counted apart."""
     import logging
 
     from kl_alloc.experiments.runner import _Status
@@ -557,69 +557,81 @@ def test_status_eta_from_env_steps(tmp_path, caplog):
     jobs = [Job(RunSpec(env="matrix", algo="hatrpo", seed=s, steps=1_000_000), tmp_path / f"r{s}")
             for s in range(4)]  # fmt: skip
 
-    def progress(job, *steps, cut=False):
+    def progress(job, *steps, cut=False, ms=None):
         job.out.mkdir(exist_ok=True)
-        lines = [json.dumps({"iteration": i, "env_steps": n, "agents": [{"kl": 0.1}] * 50})
+        timed = {} if ms is None else {"wall_time": 0.0}
+        lines = [json.dumps({"iteration": i, "env_steps": n, "agents": [{"kl": 0.1}] * 50,
+                             **{k: n * ms / 1000 for k in timed}})
                  for i, n in enumerate(steps)]  # fmt: skip
         text = "\n".join(lines) + "\n" + ('{"iteration": 9, "env_st' if cut else "")
         (job.out / "progress.jsonl").write_text(text)
 
-    progress(jobs[0], 100_000, 200_000)  # resumed: 200k before this sweep
     status = _Status(total=4, skipped=0, enabled=False, name="s", jobs=jobs)
-    status._start -= 3600.0  # an hour in
-    progress(jobs[0], *range(100_000, 450_001, 1000))  # +250k, a long file (tail read)
-    progress(jobs[1], 50_000, 150_000, cut=True)  # +150k; a record cut short by a crash
+    status.meter.workers = 2  # what run_jobs sets from its executor
+    progress(jobs[0], *range(100_000, 450_001, 1000))  # a long file (tail read)
+    progress(jobs[1], 50_000, 150_000, cut=True)  # a record cut short by a crash
     status.running = 2
     with caplog.at_level(logging.INFO, logger="kl_alloc.experiments.runner"):
         status.update()  # the first call logs at once (nothing logged before)
+        progress(jobs[0], *range(100_000, 450_001, 1000), ms=1.0)
+        progress(jobs[1], 50_000, 150_000, cut=True, ms=2.0)
         status.settled.add(str(jobs[2].out))  # e.g. failed: nothing is left of it
         status.failed = 1
         status.update(finished=1)
     status.close()
     lines = [r.getMessage() for r in caplog.records if "ETA" in r.getMessage()]
     assert len(lines) == 2
-    # 600k of 4M reached, 400k of them in this hour: 3.4M left -> 8.5 hours
-    assert "0/4 finished (0 failed), 2 running; env steps 600k of 4M (15.0%), ETA 8:30:" in lines[0]
-    # run 2 settled: 1.6M reached, 1.4M gained in the hour, 2.4M left -> ~1.71 h
-    assert "1/4 finished (1 failed), 2 running; env steps 1.6M of 4M (40.0%), ETA 1:4" in lines[1]
+    # no wall_time yet: nothing to price the 4 runs left at
+    assert lines[0].endswith("env steps 600k of 4M (15.0%), ETA ? + 4 runs not priced "
+                             "(no timed step of their task yet)"), lines[0]  # fmt: skip
+    # run 2 settled: 1.6M reached; 1.25 ms per step (750 s / 600k); left r0 550k, r1 850k,
+    # r3 1M on 2 workers: r3 after r0, 687.5 + 1250 = 1937.5 s
+    assert "1/4 finished (1 failed), 2 running; env steps 1.6M of 4M (40.0%), ETA 32:17" in lines[1]
 
 
 def test_status_eta_prices_each_group_at_its_own_rate(tmp_path, caplog):
     """With the runs' wall_time, each run's steps left cost its own group's seconds per step
-    (task + method + swept values), else its task's, else every run's; the sum is divided by
-    the runs going at once. A settled run adds nothing."""
+    (task + method + swept values), else its task's, else every run's, finished runs
+    included; the runs left are laid out in queue order on the workers, so a long run at the
+    end is not split across idle ones. A settled run adds nothing."""
     import logging
 
     from kl_alloc.experiments.runner import _Status
     from kl_alloc.lifecycle import RunSpec
 
-    groups = [("a", "x"), ("a", "x"), ("a", "y"), ("b", "x")]
+    groups = [("a", "x", 0), ("a", "x", 0), ("a", "y", 0), ("a", "z", 0), ("b", "x", 1),
+              ("b", "x", 2), ("b", "y", 0)]  # fmt: skip
     jobs = [Job(RunSpec(env="matrix", algo="hatrpo", seed=s, steps=1_000_000), tmp_path / f"r{s}",
-                meta={"task": t, "method": m, "params": {}})
-            for s, (t, m) in enumerate(groups)]  # fmt: skip
+                meta={"task": t, "method": m, "params": {"p": p}})
+            for s, (t, m, p) in enumerate(groups)]  # fmt: skip
+    *todo, finished = jobs
 
     def progress(job, steps, wall):
         job.out.mkdir(exist_ok=True)
         rec = {"iteration": 1, "env_steps": steps, "wall_time": wall}
         (job.out / "progress.jsonl").write_text(json.dumps(rec) + "\n")
 
-    status = _Status(total=4, skipped=0, enabled=False, name="s", jobs=jobs)
+    progress(finished, 100_000, 200.0)  # b/y, finished before the sweep: 2 ms per step
+    status = _Status(total=6, skipped=1, enabled=False, name="s", jobs=todo, sources=[finished])
     status.meter.workers = 2
-    progress(jobs[0], 500_000, 500.0)  # a/x: 1 ms per step
-    progress(jobs[2], 250_000, 750.0)  # a/y: 3 ms per step
+    progress(todo[0], 500_000, 500.0)  # a/x: 1 ms per step
+    progress(todo[2], 250_000, 750.0)  # a/y: 3 ms
+    progress(todo[4], 100_000, 1000.0)  # b/x p=1: 10 ms
     status.running = 2
     with caplog.at_level(logging.INFO, logger="kl_alloc.experiments.runner"):
         status.update()
-        status.settled.add(str(jobs[2].out))
-        status.failed = 1
-        status.update(finished=1)
+    (line,) = [r.getMessage() for r in caplog.records if "ETA" in r.getMessage()]
+    # seconds left: r0 500k x 1 ms = 500; r1 1M x 1 ms (its group) = 1000; r2 750k x 3 ms =
+    # 2250; r3 (a/z: no run) 1M at task a's (1250 s / 750k) = 1666.7; r4 900k x 10 ms = 9000;
+    # r5 (b/x p=2: no run) 1M at task b's (1200 s / 200k, the finished run included) = 6000.
+    # Two workers in queue order: r0 | r1, r2 after r0 (2750), r3 after r1 (2666.7), r4 after
+    # r3 (11666.7), r5 after r2 (8750): the last ends at 11666.7 s
+    assert line.endswith("ETA 3:14:26"), line
+    meter = status.meter
+    meter.workers = 8  # more workers than runs: the longest run sets the pace
+    meter.reached(set())
+    assert meter.eta() == (pytest.approx(9000.0), 0)
+    meter.workers = 2
+    meter.reached({str(j.out) for k, j in enumerate(todo) if k != 4})
+    assert meter.eta() == (pytest.approx(9000.0), 0)  # not 9000 / 2
     status.close()
-    lines = [r.getMessage() for r in caplog.records if "ETA" in r.getMessage()]
-    # left: r0 500k x 1 ms, r1 1M x 1 ms (its group's rate), r2 750k x 3 ms, r3 1M at every
-    # run's rate (1250 s / 750k steps): 500 + 1000 + 2250 + 1666.7 = 5416.7 s over 2 workers
-    assert lines[0].endswith("ETA 45:08"), lines[0]
-    # r2 settled: (500 + 1000 + 1666.7) / 2 = 1583.3 s
-    assert lines[1].endswith("ETA 26:23"), lines[1]
-    status.meter.workers = 8  # more workers than runs left: the 3 runs going set the pace
-    reached = status.meter.reached(status.settled)
-    assert math.isclose(status.meter.eta(reached, 1.0), (500 + 1000 + 1250 / 0.75) / 3)

@@ -26,10 +26,12 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
 
 
 def params_label(params: dict[str, Any]) -> str:
-    """``key=value, ...`` of a group's swept fields, sorted by key, each value as it is
-    written in a sweep file or ``--set`` (``carry=true``, ``cg_damping=0.001``)."""
+    """``key=value, ...`` of a group's swept fields, sorted by key; booleans and None as
+    ``--set`` writes them (``carry=true``, ``eps=none``), floats short, sequences ``(a,b)``."""
 
     def fmt(v: Any) -> str:
+        if v is None:
+            return "none"
         if isinstance(v, bool):
             return "true" if v else "false"
         if isinstance(v, float):

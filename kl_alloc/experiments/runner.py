@@ -122,18 +122,22 @@ def _si(steps: float) -> str:
 
 class _StepMeter:
     """Env steps over the runs to do: each run's target (its spec's steps, else its env's
-    default), what it had reached when the sweep started and what it has reached now (the
-    tail of its ``progress.jsonl``), so the ETA of a sweep of long runs moves before the
-    first run ends. ``None`` from :meth:`reached` when a target cannot be known.
+    default) and what it has reached now (the tail of its ``progress.jsonl``). ``None`` from
+    :meth:`reached` when a target cannot be known.
 
-    The ETA prices each run's steps left at its own group's cost: the seconds per env step
-    of the runs of the same task, method and swept values (their records' ``wall_time`` /
-    ``env_steps``, a resumed run's earlier sessions included), else of the same task's
-    runs, else of all runs with a rate; then divided by the runs going at once
-    (``workers``). Only without any ``wall_time`` does it fall back to the rate of the whole
-    sweep so far (which mixes tasks and methods whose steps cost several times apart)."""
+    :meth:`eta` prices each run's steps left at its own group's cost: the seconds per env
+    step (the last record's ``wall_time`` / ``env_steps``: training time summed over a
+    resumed run's sessions) of the runs of the same task, method and swept values, else of
+    the same task's runs; the runs already finished (``sources``) count as well. The runs
+    priced are laid out in queue order on ``workers`` slots (each to the first free one)
+    and the ETA is when the last one ends, so one long run at the end is not split across
+    idle workers. A run of a task none of whose runs has a record yet is not priced (steps
+    of different tasks cost several times apart): it is counted apart. Per-run start-up and
+    final evaluations are not in ``wall_time``: many short runs make the ETA low."""
 
-    def __init__(self, jobs: list[Job], workers: int | None = None) -> None:
+    def __init__(
+        self, jobs: list[Job], workers: int | None = None, sources: Sequence[Job] = ()
+    ) -> None:
         from kl_alloc.rundir import last_record
 
         self._record = last_record
@@ -142,14 +146,12 @@ class _StepMeter:
         except Exception:  # an env that is not importable here: no step count
             self.target = {}
         self.out = {str(j.out): j.out for j in jobs}
-        self.group = {str(j.out): _rate_group(j) for j in jobs}
+        self.group = {str(j.out): _rate_group(j) for j in [*jobs, *sources]}
         self.workers = workers
+        # finished runs: read once, rates only
+        self._done = {str(j.out): r for j in sources if (r := self._record(j.out))}
         self._records: dict[str, dict[str, Any]] = {}
         self._settled: set[str] = set()
-        self.started = sum(
-            min(self._steps(self._record(out)), self.target.get(k, 0))
-            for k, out in self.out.items()
-        )
         self.total = sum(self.target.values())
 
     @staticmethod
@@ -163,68 +165,89 @@ class _StepMeter:
         """Steps reached now (a settled run counts as its target: nothing is left of it)."""
         if not self.target:
             return None
+        for k in self.target:  # a run settled before the last read changes no more
+            if not (k in self._settled and k in self._records):
+                if r := self._record(self.out[k]):
+                    self._records[k] = r
         self._settled = set(settled)
-        self._records = {k: r for k in self.target if (r := self._record(self.out[k]))}
         return sum(t if k in settled else min(self._steps(self._records.get(k)), t)
                    for k, t in self.target.items())  # fmt: skip
 
     def _seconds_per_step(self) -> dict[str, float]:
-        """Per run: the seconds one env step of it costs (see the class docstring)."""
+        """Per run to do that can be priced: the seconds one env step of it costs."""
         sums: dict[tuple, list[float]] = {}
-        for k, rec in self._records.items():
+        for k, rec in [*self._records.items(), *self._done.items()]:
             steps, wall = self._steps(rec), rec.get("wall_time")
             if steps > 0 and isinstance(wall, int | float) and math.isfinite(wall) and wall > 0:
                 task, rest = self.group[k]
-                for g in ((task, rest), (task,), ()):
+                for g in ((task, rest), (task,)):
                     acc = sums.setdefault(g, [0.0, 0.0])
                     acc[0] += wall
                     acc[1] += steps
         rate = {g: w / n for g, (w, n) in sums.items()}
-        if not rate:
-            return {}
         out = {}
         for k in self.target:
             task, rest = self.group[k]
-            out[k] = next(rate[g] for g in ((task, rest), (task,), ()) if g in rate)
+            for g in ((task, rest), (task,)):
+                if g in rate:
+                    out[k] = rate[g]
+                    break
         return out
 
-    def eta(self, reached: int, elapsed: float) -> float:
-        """Seconds left (NaN before any step): see the class docstring."""
+    def eta(self) -> tuple[float, int]:
+        """(seconds until the last priced run ends, NaN if none can be priced; how many runs
+        left cannot be priced yet): see the class docstring. Call :meth:`reached` first."""
+        import heapq
+
         spp = self._seconds_per_step()
-        if spp:
-            left = {k: max(0, t - self._steps(self._records.get(k)))
-                    for k, t in self.target.items() if k not in self._settled}  # fmt: skip
-            going = sum(1 for n in left.values() if n > 0)
-            if not going:
-                return 0.0
-            seconds = sum(n * spp[k] for k, n in left.items())
-            return seconds / max(1, min(self.workers or 1, going))
-        gained = reached - self.started
-        return (self.total - reached) * elapsed / gained if gained > 0 else float("nan")
+        slots = [0.0] * max(1, self.workers or 1)
+        priced = unpriced = 0
+        for k, t in self.target.items():  # queue order: the runs going come first
+            left = 0 if k in self._settled else t - self._steps(self._records.get(k))
+            if left <= 0:
+                continue
+            if k in spp:
+                heapq.heapreplace(slots, slots[0] + left * spp[k])
+                priced += 1
+            else:
+                unpriced += 1
+        return (max(slots) if priced or not unpriced else math.nan), unpriced
 
 
 def _rate_group(job: Job) -> tuple[str, str]:
-    """(task, the rest of what sets a run's cost) of a job: its trial's task and method and
-    swept values, else its env and algorithm."""
+    """(task, the rest of what sets a run's cost) of a job: its trial's task, then its method
+    and swept values; without a trial, its env with the env's keywords, then the rest of its
+    spec (algorithm, preset, overrides, utility noise)."""
     import json
 
-    meta = job.meta or {}
-    task = str(meta.get("task") or job.spec.env)
-    rest = json.dumps({k: v for k, v in meta.items() if k != "task"} or {"algo": job.spec.algo},
-                      sort_keys=True, default=str)  # fmt: skip
-    return task, rest
+    def text(x: Any) -> str:
+        return json.dumps(x, sort_keys=True, default=str)
+
+    if job.meta and job.meta.get("task"):
+        return str(job.meta["task"]), text({k: v for k, v in job.meta.items() if k != "task"})
+    spec = job.spec
+    rest = {k: v for k, v in spec.overrides.items() if k != "env_kwargs"}
+    return (f"{spec.env} {text(spec.env_kwargs)}",
+            text([spec.algo, spec.preset, rest, spec.utility_noise]))  # fmt: skip
 
 
 class _Status:
     """A tqdm bar over the runs to do (its ETA), with done / running / failed counts and the
     share of env steps done; without a bar, a log line whenever a run ends, else at most every
-    ``LOG_EVERY`` seconds, with an ETA from the env steps done in this sweep so far."""
+    ``LOG_EVERY`` seconds, with the ETA of :class:`_StepMeter` (``sources``: the runs already
+    finished, whose records help price the steps left) and how many runs it cannot price."""
 
     LOG_EVERY = 600.0
     STEPS_EVERY = 30.0  # seconds between two reads of the running runs' progress
 
     def __init__(
-        self, total: int, skipped: int, enabled: bool, name: str, jobs: list[Job] | None = None
+        self,
+        total: int,
+        skipped: int,
+        enabled: bool,
+        name: str,
+        jobs: list[Job] | None = None,
+        sources: Sequence[Job] = (),
     ) -> None:
         from tqdm.auto import tqdm
 
@@ -234,27 +257,29 @@ class _Status:
         self.skipped, self.total = skipped, total
         self.done = self.failed = self.running = 0
         self.settled: set[str] = set()
-        self.meter = _StepMeter(jobs or [])  # its ``workers`` set once the executor exists
+        self.meter = _StepMeter(jobs or [], sources=sources)  # workers: set by run_jobs
         self._steps_text, self._steps_share, self._steps_eta = "", "", math.nan
+        self._unpriced = 0
         self._steps_at = -math.inf
         self._last_log = 0.0
         self._start = time.monotonic()
 
-    def _steps(self, force: bool) -> tuple[str, float]:
-        """``("env steps 1.2M of 180M (0.7%)", eta seconds)``, re-read at most every
-        ``STEPS_EVERY`` seconds unless ``force``."""
+    def _steps(self, force: bool) -> tuple[str, float, int]:
+        """``("env steps 1.2M of 180M (0.7%)", eta seconds, runs not priced)``, re-read at
+        most every ``STEPS_EVERY`` seconds unless ``force``."""
         now = time.monotonic()
         if force or now - self._steps_at >= self.STEPS_EVERY:
             self._steps_at = now
             reached = self.meter.reached(self.settled)
             if reached is None or not self.meter.total:
-                self._steps_text, self._steps_share, self._steps_eta = "", "", math.nan
+                self._steps_text, self._steps_share = "", ""
+                self._steps_eta, self._unpriced = math.nan, 0
             else:
                 self._steps_share = f"{100 * reached / self.meter.total:.1f}%"
                 self._steps_text = (f"env steps {_si(reached)} of {_si(self.meter.total)} "
                                     f"({self._steps_share})")  # fmt: skip
-                self._steps_eta = self.meter.eta(reached, now - self._start)
-        return self._steps_text, self._steps_eta
+                self._steps_eta, self._unpriced = self.meter.eta()
+        return self._steps_text, self._steps_eta, self._unpriced
 
     def note(self, message: str) -> None:
         if self.enabled:
@@ -264,7 +289,7 @@ class _Status:
 
     def update(self, finished: int = 0) -> None:
         log = not self.enabled and (finished or time.monotonic() - self._last_log >= self.LOG_EVERY)
-        steps, steps_eta = self._steps(force=bool(log))
+        steps, steps_eta, unpriced = self._steps(force=bool(log))
         postfix = dict(done=self.done, running=self.running, failed=self.failed,
                        skipped=self.skipped)  # fmt: skip
         if self._steps_share:
@@ -280,9 +305,12 @@ class _Status:
             eta = steps_eta
         else:
             eta = (time.monotonic() - self._start) / n * (self.total - n) if n else float("nan")
+        eta_text = "?" if eta != eta else self.bar.format_interval(eta)
+        if steps and unpriced:  # runs of a task with no record yet: no rate to price them at
+            plural = "s" if unpriced != 1 else ""
+            eta_text += f" + {unpriced} run{plural} not priced (no timed step of their task yet)"
         logger.info("runs: %d/%d finished (%d failed), %d running%s, ETA %s", n, self.total,
-                    self.failed, self.running, f"; {steps}" if steps else "",
-                    "?" if eta != eta else self.bar.format_interval(eta))  # fmt: skip
+                    self.failed, self.running, f"; {steps}" if steps else "", eta_text)  # fmt: skip
 
     def close(self) -> None:
         self.bar.close()
@@ -384,7 +412,8 @@ def run_jobs(
     if not todo:
         write_status()
         return result
-    status = _Status(len(todo), result.count("skipped"), progress, name, list(todo))
+    done = [j for j in jobs if result.status.get(str(j.out), {}).get("status") == "skipped"]
+    status = _Status(len(todo), result.count("skipped"), progress, name, list(todo), done)
     previous = _raise_on_sigterm()
     ex = None
     try:
