@@ -352,8 +352,11 @@ def test_evidence_claims_table(sweep_runs, tmp_path):
     gstart, gend = evidence.markers("evidence-glance")
     readme.write_text(f"## glance\n{gstart}\nold\n{gend}\nhand table\n{start}\n{end}\n")
     argv = ["--runs", str(sweep_runs), "--out", str(out), "--readme", str(readme)]
-    assert evidence.main([*argv, "--resamples", "200"]) == 0
-    claims = {c["task"]: c for c in json.loads((out / "summary.json").read_text())["claims"]}
+    assert evidence.main([*argv, "--resamples", "200", "--claim-envs", "toy"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["task_envs"] == {"a": "toy", "b": "toy"}
+    claims = {c["task"]: c for c in summary["claims"]}
+    assert claims["a"]["env"] == "toy"
     assert set(claims) == {"a", "b"}
     a = claims["a"]
     assert a["runs"] == {"hatrpo": 5, "hatrpo-w": 5, "hatrpo-g": 4}  # G seed 4 unfinished
@@ -383,6 +386,20 @@ def test_evidence_claims_table(sweep_runs, tmp_path):
     assert "its claimed 25% on 2 of 2" in gain
     (var_row,) = [ln for ln in glance.splitlines() if ln.startswith("| G's variance")]
     assert "a: var(G)/var(W)" in var_row and "b: var(G)/var(W)" in var_row
+    # the gain claim judged on the claim's envs only: b on another env is shown beside it,
+    # its verdict apart and not set against the claimed size
+    summary["claims"][[c["task"] for c in summary["claims"]].index("b")]["env"] = "mpe"
+    (gain,) = [ln for ln in evidence.glance_block(summary, claim_envs=["toy"]).splitlines()
+               if ln.startswith("| final score above HATRPO")]  # fmt: skip
+    assert "b (mpe, beside the claim; 5/5/5 seeds H/W/G" in gain, gain
+    judged, beside = gain.split("beside the claim (mpe): ")
+    assert "**W**: higher than HATRPO on 1 of 1 task (a); W's gain interval lies above" in judged
+    assert "**G**: higher than HATRPO on 1 of 1 task (b)" in beside
+    assert "claimed" not in beside
+    # the script's default: MaMuJoCo only; here no task is on it
+    (gain,) = [ln for ln in evidence.glance_block(summary, claim_envs=["mamujoco"]).splitlines()
+               if ln.startswith("| final score above HATRPO")]  # fmt: skip
+    assert "beside the claim (mpe, toy): **W**: higher than HATRPO on 2 of 2" in gain, gain
     from kl_alloc.analysis.tables import separation  # what the verdict column uses
 
     assert separation({"value": 0.6, "lo": 0.3, "hi": 0.9}) == "no separation"

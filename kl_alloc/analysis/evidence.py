@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import math
 from collections import Counter
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -323,6 +324,7 @@ def claim_rows(summary: dict[str, Any], baseline: str = "hatrpo") -> list[dict[s
         poi = {(c["x"], c["y"]): c["poi"] for c in task.get("comparisons", []) if not c["params"]}
         var = {(v["x"], v["y"]): v["ratio"] for v in task.get("variance", []) if not v["params"]}
         entry: dict[str, Any] = {"task": task["task"], "runs": {m: r["n"] for m, r in rows.items()},
+                                 "env": summary.get("task_envs", {}).get(task["task"]),
                                  "methods": {}}  # fmt: skip
         for m, r in rows.items():
             if m == baseline or not r["n"] or not rows.get(baseline, {}).get("n"):
@@ -460,6 +462,9 @@ def build_summary(
         "planned_trials": planned,
         "main_tasks": main_tasks,
         "control_tasks": sorted(controls),
+        "task_envs": {
+            t: ", ".join(sorted({s.env_name for s in summaries if s.task == t})) for t in tasks
+        },  # fmt: skip
         "runs": run_rows(summaries, report),
         "attribution": control_attribution(summaries, fraction, resamples),
         "report": report,
@@ -493,10 +498,11 @@ def _pct(d: dict[str, Any] | None) -> str:
     return text
 
 
-def _gain_verdict(method: str, claims: list[dict[str, Any]]) -> str:
+def _gain_verdict(method: str, claims: list[dict[str, Any]], against_claim: bool = True) -> str:
     """How one method's gain over the baseline came out across the tasks: on how many P(X >
-    baseline)'s interval lies above 0.5 (and below), and on how many the interval of the mean
-    gain lies wholly below or above the claimed size (the rest contain it)."""
+    baseline)'s interval lies above 0.5 (and below), and (``against_claim``) on how many the
+    interval of the mean gain lies wholly below or above the claimed size (the rest contain
+    it)."""
     label = method_label(method).replace("HATRPO-", "")
     entries = [(c["task"], c["methods"][method]) for c in claims if method in c["methods"]]
     if not entries:
@@ -510,7 +516,7 @@ def _gain_verdict(method: str, claims: list[dict[str, Any]]) -> str:
         text += f" ({', '.join(higher)})"
     if lower:
         text += f", lower on {len(lower)} ({', '.join(lower)})"
-    claimed = CLAIMED_GAIN.get(method)
+    claimed = CLAIMED_GAIN.get(method) if against_claim else None
     if claimed is not None:
         bounds = [interval_bounds(d["improvement"]) for _, d in judged]
         below = sum(b is not None and b[1] < claimed for b in bounds)
@@ -524,16 +530,22 @@ def _gain_verdict(method: str, claims: list[dict[str, Any]]) -> str:
     return text
 
 
-def glance_block(summary: dict[str, Any]) -> str:
+def glance_block(summary: dict[str, Any], claim_envs: Collection[str] | None = None) -> str:
     """One row per published claim (the final-return gain over HATRPO, which the paper
-    measured on MuJoCo; G's variance against W's) over the main tasks, whatever their env, for
-    the README's "results at a glance": what was measured, with intervals, and how it came
-    out. Generated from summary.json like :func:`readme_block`; says "in
-    progress" while the sweep has trials left."""
+    measured on MuJoCo; G's variance against W's) over the main tasks, for the README's
+    "results at a glance": what was measured, with intervals, and how it came out. Generated
+    from summary.json like :func:`readme_block`; says "in progress" while the sweep has
+    trials left. ``claim_envs``: the envs the gain claim is judged on (None: every task's);
+    a task on another env is shown beside it, its verdict apart and never set against the
+    claimed size."""
     runs = summary["runs"]
     claims = summary.get("claims", [])
     report = summary.get("report") or {}
     unfinished = bool(report.get("include_unfinished"))
+
+    def in_scope(claim: dict[str, Any]) -> bool:
+        return claim_envs is None or claim.get("env") in claim_envs
+
     done = sum(r["finished"] for r in runs)
     planned = summary.get("planned_trials")
     total, what = _trial_count(runs, planned)
@@ -549,17 +561,27 @@ def glance_block(summary: dict[str, Any]) -> str:
         n = _runs_hwg(c)
         parts = [f"{method_label(m).replace('HATRPO-', '')} {_pct(d['improvement'])}"
                  for m, d in c["methods"].items()]  # fmt: skip
-        where = f"{c['task']} ({n} seeds H/W/G, {_task_steps(runs, c['task'], unfinished)})"
+        beside = "" if in_scope(c) else f"{c.get('env')}, beside the claim; "
+        where = (f"{c['task']} ({beside}{n} seeds H/W/G, "
+                 f"{_task_steps(runs, c['task'], unfinished)})")  # fmt: skip
         gains.append(f"{where}: {', '.join(parts) or 'no comparison yet'}")
         v = c.get("var_g_over_w")
         if v and v.get("value") is not None:
             variances.append((c["task"], v))
     methods = [m for m in ("hatrpo-w", "hatrpo-g") if any(m in c["methods"] for c in claims)]
+    judged = [c for c in claims if not c.get("swept_only")]
+    scoped = [c for c in judged if in_scope(c)]
+    others = [c for c in judged if not in_scope(c)]
+    verdicts = [_gain_verdict(m, scoped) for m in methods] if scoped or not others else []
+    if others:
+        envs = ", ".join(sorted({str(c.get("env")) for c in others}))
+        verdicts.append(f"beside the claim ({envs}): " + "; ".join(
+            _gain_verdict(m, others, against_claim=False) for m in methods))  # fmt: skip
     rows = [
         [
             "final score above HATRPO's (paper, on MuJoCo: > 22.5%; G ~25%, W ~22.5%)",
             "; ".join(gains) or "no finished runs yet",
-            "<br>".join(_gain_verdict(m, claims) for m in methods) or "-",
+            "<br>".join(verdicts) or "-",
         ]
     ]
     says = [(t, _variance_says(v)) for t, v in variances]
