@@ -466,7 +466,8 @@ def _git(*args: str) -> str | None:
     return out.stdout.rstrip("\n")  # keep porcelain's leading status columns
 
 
-def _version(dist: str) -> str | None:
+def dist_version(dist: str) -> str | None:
+    """The installed version of distribution ``dist`` (without importing it), None if absent."""
     from importlib.metadata import PackageNotFoundError, version
 
     try:
@@ -509,7 +510,7 @@ def provenance(script: str | None = None, argv: Sequence[str] | None = None) -> 
         "modified_files": None if changed is None else [ln[3:] for ln in changed.splitlines()],
         "python": platform.python_version(),
         "numpy": np.__version__,
-        "torch": _version("torch"),
+        "torch": dist_version("torch"),
         "cpus": os.cpu_count(),
         "machine": platform.machine(),
     }

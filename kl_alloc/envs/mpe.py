@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 
 from kl_alloc.envs.pettingzoo import PettingZooEnv
+from kl_alloc.rundir import dist_version
 
 __all__ = ["MPE_PRESET", "simple_speaker_listener_v4", "simple_spread_v3"]
 
@@ -92,22 +93,13 @@ def _mpe_env(task: str, num_envs, seed, kwargs, reward_reduce, copy_offset, rend
     if not _state_is_obs(first):  # the PettingZooEnv resets every copy with its own seeds
         logger.warning(
             "mpe2 %s: %s's state() is not the agents' observations concatenated; the critic "
-            "gets state() (the MPE fast path assumed it was)", _version(), task,
+            "gets state() (the MPE fast path assumed it was)", dist_version("mpe2") or "?", task,
         )  # fmt: skip
         state = "auto"
     return PettingZooEnv(
         env_fn, num_envs, seed, kwargs, reward_reduce, first=first,
         copy_offset=copy_offset, render_mode=render_mode, state=state,
     )  # fmt: skip
-
-
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("mpe2")
-    except PackageNotFoundError:
-        return "?"
 
 
 def simple_spread_v3(

@@ -38,6 +38,8 @@ The rules, the same for every executor:
 
 from __future__ import annotations
 
+import heapq
+import json
 import logging
 import math
 import os
@@ -197,8 +199,6 @@ class _StepMeter:
     def eta(self) -> tuple[float, int]:
         """(seconds until the last priced run ends, NaN if none can be priced; how many runs
         left cannot be priced yet): see the class docstring. Call :meth:`reached` first."""
-        import heapq
-
         spp = self._seconds_per_step()
         slots = [0.0] * max(1, self.workers or 1)
         priced = unpriced = 0
@@ -218,7 +218,6 @@ def _rate_group(job: Job) -> tuple[str, str]:
     """(task, the rest of what sets a run's cost) of a job: its trial's task, then its method
     and swept values; without a trial, its env with the env's keywords, then the rest of its
     spec (algorithm, preset, overrides, utility noise)."""
-    import json
 
     def text(x: Any) -> str:
         return json.dumps(x, sort_keys=True, default=str)
